@@ -1,0 +1,133 @@
+"""The adapter interface every framework implements.
+
+A `Backend` names its framework, lists devices, describes its build and threads, and
+builds a `LanguageModel` from a RunSpec. Everything crossing this interface is numpy
+or plain Python: batches are int32 arrays (batch, num_steps) made once by `common`,
+parameters are dicts in the canonical layout of `common.params`.
+
+Contract for `train_epoch`/`evaluate`: all device work is finished before they
+return (one sync per epoch, none per step), so the harness's wall clock is honest.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from common.errors import DeviceUnavailable, SpecError
+from common.params import Params
+from common.specs import RunSpec
+
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """Loss summed over tokens (mean loss x tokens per batch) and the token count."""
+
+    loss_sum: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str  # "cpu" or "gpu"
+    index: int
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "cpu" else f"{self.kind}:{self.index}"
+
+
+def parse_device(text: str) -> Device:
+    """`cpu`, `gpu`, `gpu:N` (also `cuda:N`) -> Device; anything else is an error."""
+    match = re.fullmatch(r"(cpu|gpu|cuda)(?::(\d+))?", text.strip().lower())
+    if not match:
+        raise DeviceUnavailable(f"device {text!r} is not understood; use cpu or gpu:N (e.g. gpu:0)")
+    kind = "cpu" if match.group(1) == "cpu" else "gpu"
+    return Device(kind, int(match.group(2) or 0))
+
+
+def require_device(device: Device, available: Sequence[str], framework: str) -> None:
+    """Raise a clear error when `device` is not one this framework can see."""
+    if str(device) in available or (device.kind == "cpu" and "cpu" in available):
+        return
+    if device.kind == "gpu" and not any(d.startswith("gpu") for d in available):
+        raise DeviceUnavailable(
+            f"{framework} sees no GPU on this machine (devices: {', '.join(available)}); "
+            "run with --device cpu, or install the framework's CUDA build on a machine with a GPU"
+        )
+    raise DeviceUnavailable(f"{framework} has no device {device}; available: {', '.join(available)}")
+
+
+class LanguageModel(ABC):
+    """A built model on one device, with its optimizer and carried state."""
+
+    spec: RunSpec
+    mode: str
+
+    @abstractmethod
+    def train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
+        """One pass of clipped updates; state reset at the epoch start, then carried
+        (detached) across batches for `sequential` sampling or reset per batch."""
+
+    @abstractmethod
+    def evaluate(self, batches: Iterable[Batch]) -> EpochStats:
+        """Loss without updates, state handled as in training."""
+
+    @abstractmethod
+    def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:
+        """Greedy continuation (d2l's predict_ch8): the `num_preds` ids after the prefix."""
+
+    @abstractmethod
+    def get_params(self) -> Params:
+        """Current parameters, canonical layout, as numpy arrays."""
+
+    @abstractmethod
+    def set_params(self, params: Params) -> None:
+        """Load canonical parameters (and reset the optimizer state)."""
+
+    @abstractmethod
+    def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
+        """Mean loss and canonical gradients for one batch from a zero state."""
+
+
+class Backend(ABC):
+    """One framework. Subclasses import their framework at module level; the registry
+    in `backends/__init__.py` imports them only when asked for by name."""
+
+    name: str
+    framework: str
+    modes: tuple[str, ...]
+    default_mode: str
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """Devices this framework can run on here, e.g. ["cpu", "gpu:0"]."""
+
+    @abstractmethod
+    def environment(self) -> dict[str, Any]:
+        """Framework version, build features (oneDNN, CUDA, cuDNN), threads in use."""
+
+    @abstractmethod
+    def set_threads(self, threads: int) -> None:
+        """Use `threads` intra-op threads (called once, before building models)."""
+
+    @abstractmethod
+    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
+              params: Params | None = None, mode: str | None = None) -> LanguageModel:
+        """A model for `spec`, on `device`, starting from `params` (canonical) or, when
+        None, from the framework's own initialisation."""
+
+    def device_name(self, device: str) -> str | None:
+        """A GPU's model name; None for the CPU (the harness reads the CPU model)."""
+        return None
+
+    def check_mode(self, mode: str | None) -> str:
+        mode = mode or self.default_mode
+        if mode not in self.modes:
+            raise SpecError(f"{self.name} has no mode {mode!r}; choose one of: {', '.join(self.modes)}")
+        return mode

@@ -1,0 +1,233 @@
+"""PyTorch backend: `torch.nn.LSTM/GRU/RNN` (oneDNN on CPU, cuDNN on GPU).
+
+PyTorch's fused layers use the canonical cuDNN layout natively, so parameters map
+one to one (`weight_ih_l{k}[_reverse]` <-> `rnn.l{k}.{fwd,bwd}.w_ih`).
+
+Modes:
+- `eager` (default): the loss is summed on the device and clipping scales by a device
+  tensor, so a training step never waits for the host; one sync per epoch.
+- `book`: d2l 0.17's own `train_epoch_ch8` loop (per-step `float(loss)` for the
+  metric, `grad_clipping` that compares the norm on the host), the baseline the book
+  timed. Same maths, so the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backends.base import Backend, Batch, EpochStats, LanguageModel, parse_device, require_device
+from common.params import DIRECTIONS, Params, check_params
+from common.specs import ModelSpec, RunSpec
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class RNNLanguageModel(nn.Module):
+    """One-hot or embedded tokens -> stacked recurrent layer -> dense logits, time-major."""
+
+    def __init__(self, model: ModelSpec, vocab_size: int):
+        super().__init__()
+        self.vocab_size, self.one_hot = vocab_size, model.input == "one_hot"
+        n_in = vocab_size if self.one_hot else model.embed_size
+        if not self.one_hot:
+            self.embed = nn.Embedding(vocab_size, model.embed_size)
+        kwargs = {"nonlinearity": "tanh"} if model.cell == "rnn" else {}
+        self.rnn = CELLS[model.cell](n_in, model.num_hiddens, model.num_layers, dropout=model.dropout,
+                                     bidirectional=model.bidirectional, **kwargs)
+        self.dense = nn.Linear(model.num_hiddens * model.num_directions, vocab_size)
+
+    def forward(self, X: torch.Tensor, state):
+        """X (B, T) ids -> logits (T, B, V) and the new state."""
+        ids = X.T
+        if self.one_hot:
+            x = F.one_hot(ids.long(), self.vocab_size).to(self.dense.weight.dtype)
+        else:
+            x = self.embed(ids.long())
+        out, state = self.rnn(x, state)
+        return self.dense(out), state
+
+
+def canonical_names(model: ModelSpec) -> dict[str, str]:
+    """canonical name -> torch state_dict name."""
+    names = {"embed.w": "embed.weight"} if model.input == "embedding" else {}
+    torch_tensor = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
+    for layer in range(model.num_layers):
+        for d in range(model.num_directions):
+            for canon, tname in torch_tensor.items():
+                names[f"rnn.l{layer}.{DIRECTIONS[d]}.{canon}"] = f"rnn.{tname}_l{layer}{'_reverse' if d else ''}"
+    names.update({"dense.w": "dense.weight", "dense.b": "dense.bias"})
+    return names
+
+
+class TorchModel(LanguageModel):
+    def __init__(self, spec: RunSpec, vocab_size: int, device: torch.device, mode: str):
+        self.spec, self.mode, self.device, self.vocab_size = spec, mode, device, vocab_size
+        self.dtype = DTYPES[spec.train.dtype]
+        self.net = RNNLanguageModel(spec.model, vocab_size).to(device=device, dtype=self.dtype)
+        self.names = canonical_names(spec.model)
+        self._make_optimizer()
+
+    def _make_optimizer(self) -> None:
+        t = self.spec.train
+        kind = torch.optim.SGD if t.optimizer == "sgd" else torch.optim.Adam
+        self.opt = kind(self.net.parameters(), lr=t.lr, foreach=True)
+
+    # -- state -------------------------------------------------------------------
+    def _zero_state(self, batch: int):
+        m = self.spec.model
+        shape = (m.num_layers * m.num_directions, batch, m.num_hiddens)
+        h = torch.zeros(shape, device=self.device, dtype=self.dtype)
+        return (h, torch.zeros_like(h)) if m.cell == "lstm" else h
+
+    def _next_state(self, state, batch: int):
+        """Carry the previous batch's state (detached) or start from zeros."""
+        if state is None or not self.spec.train.carries_state or _batch_of(state) != batch:
+            return self._zero_state(batch)
+        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+    def _to_device(self, X: np.ndarray, Y: np.ndarray):
+        X = torch.from_numpy(np.ascontiguousarray(X)).to(self.device, non_blocking=True)
+        y = torch.from_numpy(np.ascontiguousarray(Y.T)).reshape(-1).to(self.device, non_blocking=True)
+        return X, y.long()
+
+    def _loss(self, X, y, state):
+        logits, state = self.net(X, state)
+        return F.cross_entropy(logits.reshape(-1, self.vocab_size), y), state
+
+    # -- training ----------------------------------------------------------------
+    def _clip(self) -> None:
+        """Scale gradients by min(1, clip/global norm) without leaving the device."""
+        clip = self.spec.train.clip
+        if clip <= 0:
+            return
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        torch._foreach_mul_(grads, torch.clamp(clip / norm, max=1.0))
+
+    def _clip_book(self) -> None:
+        """d2l 0.17 `grad_clipping`: the norm is compared on the host every step."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))
+        if self.spec.train.clip > 0 and norm > self.spec.train.clip:
+            for p in params:
+                p.grad[:] *= self.spec.train.clip / norm
+
+    def train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
+        self.net.train()
+        book = self.mode == "book"
+        total, tokens, book_total, state = torch.zeros((), device=self.device, dtype=torch.float64), 0, 0.0, None
+        for X, Y in batches:
+            X, y = self._to_device(X, Y)
+            state = self._next_state(state, X.shape[0])
+            loss, state = self._loss(X, y, state)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self._clip_book() if book else self._clip()
+            self.opt.step()
+            if book:
+                book_total += float(loss * y.numel())  # the book's per-step host sync
+            else:
+                total += loss.detach() * y.numel()
+            tokens += y.numel()
+        loss_sum = book_total if book else float(total)  # float() waits for the device
+        return EpochStats(loss_sum, tokens)
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[Batch]) -> EpochStats:
+        self.net.eval()
+        total, tokens, state = torch.zeros((), device=self.device, dtype=torch.float64), 0, None
+        for X, Y in batches:
+            X, y = self._to_device(X, Y)
+            state = self._next_state(state, X.shape[0])
+            loss, state = self._loss(X, y, state)
+            total += loss * y.numel()
+            tokens += y.numel()
+        return EpochStats(float(total), tokens)
+
+    @torch.no_grad()
+    def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:
+        self.net.eval()
+        X = torch.tensor([list(prefix_ids)], device=self.device)
+        logits, state = self.net(X, self._zero_state(1))
+        out = [int(logits[-1, 0].argmax())]
+        for _ in range(num_preds - 1):
+            logits, state = self.net(torch.tensor([[out[-1]]], device=self.device), state)
+            out.append(int(logits[-1, 0].argmax()))
+        return out
+
+    # -- parameters --------------------------------------------------------------
+    def get_params(self) -> Params:
+        sd = self.net.state_dict()
+        return {canon: sd[tname].detach().cpu().numpy().copy() for canon, tname in self.names.items()}
+
+    def set_params(self, params: Params) -> None:
+        check_params(params, self.spec.model, self.vocab_size)
+        sd = {tname: torch.as_tensor(np.asarray(params[canon]), dtype=self.dtype) for canon, tname in self.names.items()}
+        self.net.load_state_dict(sd)
+        self._make_optimizer()
+
+    def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
+        self.net.train()
+        self.net.zero_grad(set_to_none=True)
+        X, y = self._to_device(X, Y)
+        loss, _ = self._loss(X, y, self._zero_state(X.shape[0]))
+        loss.backward()
+        named = dict(self.net.named_parameters())
+        grads = {canon: named[tname].grad.detach().cpu().numpy().copy() for canon, tname in self.names.items()}
+        self.net.zero_grad(set_to_none=True)
+        return float(loss.detach()), grads
+
+
+def _batch_of(state) -> int:
+    return (state[0] if isinstance(state, tuple) else state).shape[1]
+
+
+class TorchBackend(Backend):
+    name, framework = "pytorch", "PyTorch"
+    modes, default_mode = ("eager", "book"), "eager"
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + [f"gpu:{i}" for i in range(torch.cuda.device_count())]
+
+    def set_threads(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+
+    def environment(self) -> dict:
+        cuda = torch.cuda.is_available()
+        return {
+            "framework": "pytorch",
+            "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "mkl": torch.backends.mkl.is_available(),
+            "cuda": torch.version.cuda if cuda else None,
+            "cudnn": torch.backends.cudnn.version() if cuda else None,
+            "gpu_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        }
+
+    def device_name(self, device: str) -> str | None:
+        dev = parse_device(device)
+        return torch.cuda.get_device_name(dev.index) if dev.kind == "gpu" else None
+
+    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
+              params: Params | None = None, mode: str | None = None) -> TorchModel:
+        mode = self.check_mode(mode)
+        dev = parse_device(device)
+        require_device(dev, self.devices(), self.framework)
+        torch_device = torch.device("cpu") if dev.kind == "cpu" else torch.device("cuda", dev.index)
+        if params is None:
+            torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
+        model = TorchModel(spec, vocab_size, torch_device, mode)
+        if params is not None:
+            model.set_params(params)
+        return model
+
+
+BACKEND = TorchBackend()

@@ -1,0 +1,187 @@
+"""Minibatches: (X, Y) pairs of int32 arrays of shape (batch, num_steps), Y = X shifted
+by one token, produced once here so every backend trains on the same bytes.
+
+Randomness comes only from the legacy `np.random.RandomState([seed, epoch])`, whose
+stream numpy keeps frozen, so the batches are byte-identical under numpy 1.23 and 2.x
+and can be recomputed from (seed, epoch) alone. Samplings:
+- `sequential` (d2l 0.17 `seq_data_iter_sequential`): a random offset in
+  [0, num_steps], the stream cut into `batch_size` rows, consecutive column blocks, so
+  batch i+1 continues batch i row by row;
+- `random` (d2l 0.17 `seq_data_iter_random`): a random prefix of [0, num_steps-1]
+  tokens dropped, the rest cut into non-overlapping subsequences visited in shuffled
+  order, full batches only;
+- `windows` (d2l 2.0 `TimeMachine`): a window of num_steps+1 tokens at every offset;
+  the first `num_train` train (shuffled each epoch), the next `num_val` validate (in
+  order); batches of batch_size with the last one partial (DataLoader, drop_last=False).
+Sizes that would give no batches raise SpecError saying which field and what fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from common.corpus import Corpus
+from common.errors import SpecError
+from common.specs import RunSpec
+
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+def _rng(seed: int, epoch: int) -> np.random.RandomState:
+    return np.random.RandomState([seed, epoch])
+
+
+def _rows(ids: np.ndarray, starts: np.ndarray, num_steps: int) -> Batch:
+    idx = starts[:, None] + np.arange(num_steps)
+    return ids[idx].astype(np.int32, copy=False), ids[idx + 1].astype(np.int32, copy=False)
+
+
+# ---- sequential ---------------------------------------------------------------------
+
+
+def _check_sequential(n: int, b: int, s: int, what: str) -> None:
+    # The worst offset is num_steps: then (n - s - 1) // b columns must hold one block.
+    if n < 2 * s + 1:
+        raise SpecError(
+            f"num_steps={s} is too long for the {what} of {n} tokens with sequential "
+            f"sampling: use num_steps <= {(n - 1) // 2} (or more tokens: max_tokens)"
+        )
+    if n < b * s + s + 1:
+        raise SpecError(
+            f"batch_size*num_steps = {b}*{s} needs at least {b * s + s + 1} tokens but the "
+            f"{what} has {n}, so there would be zero batches: use batch_size <= "
+            f"{(n - s - 1) // s} or num_steps <= {(n - 1) // (b + 1)} (or raise max_tokens)"
+        )
+
+
+def _sequential(ids: np.ndarray, b: int, s: int, offset: int) -> list[Batch]:
+    num_tokens = ((len(ids) - offset - 1) // b) * b
+    xs = ids[offset : offset + num_tokens].reshape(b, -1)
+    ys = ids[offset + 1 : offset + 1 + num_tokens].reshape(b, -1)
+    return [
+        (np.ascontiguousarray(xs[:, i : i + s]), np.ascontiguousarray(ys[:, i : i + s]))
+        for i in range(0, (xs.shape[1] // s) * s, s)
+    ]
+
+
+# ---- random -------------------------------------------------------------------------
+
+
+def _check_random(n: int, b: int, s: int) -> None:
+    # The worst dropped prefix is num_steps-1 tokens: (n - s) // s subsequences remain.
+    if n < 2 * s:
+        raise SpecError(
+            f"num_steps={s} is too long for the corpus of {n} tokens with random "
+            f"sampling: use num_steps <= {n // 2} (or more tokens: max_tokens)"
+        )
+    if n < s * (b + 1):
+        raise SpecError(
+            f"batch_size*num_steps = {b}*{s} needs at least {s * (b + 1)} tokens but the "
+            f"corpus has {n}, so there would be zero batches: use batch_size <= "
+            f"{(n - s) // s} or num_steps <= {n // (b + 1)} (or raise max_tokens)"
+        )
+
+
+def _random(ids: np.ndarray, b: int, s: int, rng: np.random.RandomState) -> list[Batch]:
+    offset = int(rng.randint(0, s))
+    num_subseqs = (len(ids) - offset - 1) // s
+    starts = offset + s * rng.permutation(num_subseqs)
+    return [_rows(ids, starts[i : i + b], s) for i in range(0, (num_subseqs // b) * b, b)]
+
+
+# ---- windows ------------------------------------------------------------------------
+
+
+def window_split(num_windows: int, num_train: int, num_val: int) -> tuple[range, range]:
+    """Start offsets of the training and validation windows.
+
+    The first `num_train` windows train and the next `num_val` validate; with
+    num_train=0 every window not kept for validation (the last `num_val`) trains.
+    """
+    if num_train == 0:
+        if num_val >= num_windows:
+            raise SpecError(
+                f"num_val={num_val} leaves no training windows: only {num_windows} windows "
+                f"exist, use num_val <= {num_windows - 1}"
+            )
+        return range(num_windows - num_val), range(num_windows - num_val, num_windows)
+    if num_train + num_val > num_windows:
+        raise SpecError(
+            f"num_train+num_val = {num_train}+{num_val} windows requested but the corpus "
+            f"has only {num_windows} (one per start offset, num_steps+1 tokens each): "
+            f"use num_train+num_val <= {num_windows}"
+        )
+    return range(num_train), range(num_train, num_train + num_val)
+
+
+def _num_windows(n: int, s: int, what: str) -> int:
+    if n - s < 1:
+        raise SpecError(
+            f"num_steps={s} is too long for the {what} of {n} tokens: windows of "
+            f"num_steps+1 tokens need num_steps <= {n - 1}"
+        )
+    return n - s
+
+
+def _windows(ids: np.ndarray, starts: np.ndarray, b: int, s: int) -> list[Batch]:
+    return [_rows(ids, starts[i : i + b], s) for i in range(0, len(starts), b)]
+
+
+# ---- public -------------------------------------------------------------------------
+
+
+def train_batches(corpus: Corpus, spec: RunSpec, epoch: int) -> list[Batch]:
+    """The training batches of one epoch; the same (seed, epoch) gives the same bytes."""
+    ids, t = corpus.tokens, spec.train
+    b, s, n = t.batch_size, t.num_steps, len(corpus.tokens)
+    rng = _rng(t.seed, epoch)
+    if t.sampling == "sequential":
+        _check_sequential(n, b, s, "corpus")
+        return _sequential(ids, b, s, int(rng.randint(0, s + 1)))
+    if t.sampling == "random":
+        _check_random(n, b, s)
+        return _random(ids, b, s, rng)
+    train, _ = window_split(_num_windows(n, s, "corpus"), spec.data.num_train, spec.data.num_val)
+    return _windows(ids, train.start + rng.permutation(len(train)), b, s)
+
+
+def valid_batches(corpus: Corpus, spec: RunSpec) -> list[Batch]:
+    """Validation batches, in order (no randomness); [] when there is no validation data.
+
+    `windows`: the `num_val` windows after the training ones, else (num_val=0) every
+    window of corpus.valid. `sequential`/`random`: corpus.valid cut the sequential
+    way with offset 0.
+    """
+    t = spec.train
+    b, s = t.batch_size, t.num_steps
+    if t.sampling == "windows":
+        if spec.data.num_val:
+            n_windows = _num_windows(len(corpus.tokens), s, "corpus")
+            _, val = window_split(n_windows, spec.data.num_train, spec.data.num_val)
+            return _windows(corpus.tokens, np.arange(val.start, val.stop), b, s)
+        if corpus.valid is None:
+            return []
+        n_windows = _num_windows(len(corpus.valid), s, "validation stream")
+        return _windows(corpus.valid, np.arange(n_windows), b, s)
+    if corpus.valid is None:
+        return []
+    if len(corpus.valid) - 1 < b * s:
+        raise SpecError(
+            f"batch_size*num_steps = {b}*{s} is more than the validation stream's "
+            f"{len(corpus.valid)} tokens allow (zero batches): use batch_size <= "
+            f"{max((len(corpus.valid) - 1) // s, 0)} or num_steps <= "
+            f"{max((len(corpus.valid) - 1) // b, 0)}"
+        )
+    return _sequential(corpus.valid, b, s, 0)
+
+
+def batches_digest(batches: list[Batch]) -> str:
+    """SHA-1 hex of every batch's shapes and little-endian int32 bytes, in order."""
+    digest = hashlib.sha1()
+    for x, y in batches:
+        for a in (x, y):
+            digest.update(repr(tuple(int(d) for d in a.shape)).encode())
+            digest.update(np.ascontiguousarray(a, dtype="<i4").tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,227 @@
+"""Run specifications: what to train, on which data, how.
+
+Frozen dataclasses validated on construction, so a bad field fails before any data is
+read or any framework imported. Every field name is unique across the three specs,
+which lets a CLI override say `lr=0.5` as well as `train.lr=0.5`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from common.errors import SpecError
+
+CORPORA = ("time_machine", "jaychou_lyrics", "ptb")
+TOKENS = ("char", "word")
+TEXTS = ("lines", "whole")
+CELLS = ("rnn", "gru", "lstm")
+INPUTS = ("one_hot", "embedding")
+INITS = ("uniform", "normal", "framework")
+SAMPLINGS = ("sequential", "random", "windows")
+OPTIMIZERS = ("sgd", "adam")
+DTYPES = ("float32", "float64")
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SpecError(f"{name}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _positive(name: str, value: Any, minimum: int = 1, maximum: int = 2**31 - 1) -> None:
+    """An integer field within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise SpecError(f"{name}={value!r} must be a whole number from {minimum} to {maximum}")
+
+
+def _number(name: str, value: Any, minimum: float, inclusive: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value < minimum or (not inclusive and value == minimum):
+        raise SpecError(f"{name}={value!r} must be a number {'>=' if inclusive else '>'} {minimum}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which corpus and how it becomes token ids.
+
+    `text` picks the Time Machine preprocessing: `lines` is d2l 0.x (per line, then
+    joined with nothing), `whole` is d2l 2.0 (whole text, newlines become spaces).
+    `num_train`/`num_val` split the `windows` sampling into train/validation windows
+    (0 = all windows train, no validation).
+    """
+
+    corpus: str = "time_machine"
+    token: str = "char"
+    text: str = "lines"
+    max_tokens: int = -1
+    min_freq: int = 0
+    num_train: int = 0
+    num_val: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("corpus", self.corpus, CORPORA)
+        _choice("token", self.token, TOKENS)
+        _choice("text", self.text, TEXTS)
+        if self.max_tokens != -1:
+            _positive("max_tokens (or -1 for all)", self.max_tokens, 2)
+        _positive("min_freq", self.min_freq, 0)
+        _positive("num_train", self.num_train, 0)
+        _positive("num_val", self.num_val, 0)
+        if self.corpus == "ptb" and self.token != "word":
+            raise SpecError("corpus='ptb' is word-level: set token='word'")
+        if self.corpus == "jaychou_lyrics" and self.token != "char":
+            raise SpecError("corpus='jaychou_lyrics' is character-level: set token='char'")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The recurrent language model: stacked cells and a dense output layer."""
+
+    cell: str = "lstm"
+    num_layers: int = 2
+    num_hiddens: int = 256
+    bidirectional: bool = False
+    input: str = "one_hot"
+    embed_size: int = 0
+    dropout: float = 0.0
+    init: str = "uniform"
+
+    def __post_init__(self) -> None:
+        _choice("cell", self.cell, CELLS)
+        _positive("num_layers", self.num_layers)
+        _positive("num_hiddens", self.num_hiddens)
+        if not isinstance(self.bidirectional, bool):
+            raise SpecError(f"bidirectional={self.bidirectional!r} must be true or false")
+        _choice("input", self.input, INPUTS)
+        _choice("init", self.init, INITS)
+        if self.input == "embedding":
+            _positive("embed_size (required with input='embedding')", self.embed_size)
+        if isinstance(self.dropout, bool) or not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise SpecError(f"dropout={self.dropout!r} must be in [0, 1)")
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def gates(self) -> int:
+        """Gate blocks stacked in w_ih/w_hh: 4 (i,f,g,o), 3 (r,z,n) or 1."""
+        return {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How batches are drawn and the model optimised."""
+
+    batch_size: int = 32
+    num_steps: int = 35
+    sampling: str = "sequential"
+    optimizer: str = "sgd"
+    lr: float = 2.0
+    clip: float = 1.0
+    epochs: int = 500
+    seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _positive("batch_size", self.batch_size)
+        _positive("num_steps", self.num_steps)
+        _choice("sampling", self.sampling, SAMPLINGS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _number("lr", self.lr, 0, inclusive=False)
+        _number("clip (0 disables clipping)", self.clip, 0)
+        _positive("epochs", self.epochs)
+        _positive("seed", self.seed, 0, 2**32 - 1)
+        _choice("dtype", self.dtype, DTYPES)
+
+    @property
+    def carries_state(self) -> bool:
+        """Sequential batches continue each other, so the state is carried (detached)."""
+        return self.sampling == "sequential"
+
+
+SECTIONS = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+
+    def __post_init__(self) -> None:
+        if self.train.sampling != "windows" and (self.data.num_train or self.data.num_val):
+            raise SpecError("num_train/num_val split windows; they need sampling='windows'")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunSpec":
+        unknown = set(raw) - set(SECTIONS)
+        if unknown:
+            raise SpecError(f"unknown spec section(s) {sorted(unknown)}; use {list(SECTIONS)}")
+        parts = {}
+        for name, klass in SECTIONS.items():
+            section = dict(raw.get(name, {}))
+            known = {f.name for f in fields(klass)}
+            bad = set(section) - known
+            if bad:
+                raise SpecError(f"unknown field(s) {sorted(bad)} in [{name}]; known: {sorted(known)}")
+            parts[name] = klass(**section)
+        return cls(**parts)
+
+    def with_overrides(self, assignments: list[str]) -> "RunSpec":
+        """Apply `field=value` or `section.field=value` strings (values parsed as TOML)."""
+        raw = self.to_dict()
+        for item in assignments:
+            section, key, value = _parse_assignment(item)
+            raw[section][key] = value
+        return RunSpec.from_dict(raw)
+
+
+def _field_section(key: str) -> str:
+    for name, klass in SECTIONS.items():
+        if key in {f.name for f in fields(klass)}:
+            return name
+    known = sorted(f.name for k in SECTIONS.values() for f in fields(k))
+    raise SpecError(f"unknown field {key!r}; known fields: {', '.join(known)}")
+
+
+def _parse_assignment(item: str) -> tuple[str, str, Any]:
+    if "=" not in item:
+        raise SpecError(f"override {item!r} must look like field=value (e.g. lr=0.5)")
+    key, text = (part.strip() for part in item.split("=", 1))
+    section, _, key = key.rpartition(".")
+    if section and section not in SECTIONS:
+        raise SpecError(f"unknown spec section {section!r} in {item!r}; use {list(SECTIONS)}")
+    section = section or _field_section(key)
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # bare words such as gru or sgd
+    return section, key, value
+
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "presets"
+
+
+def preset_names(preset_dir: Path = PRESET_DIR) -> list[str]:
+    return sorted(p.stem for p in preset_dir.glob("*.toml"))
+
+
+def load_preset(name: str, preset_dir: Path = PRESET_DIR) -> tuple[RunSpec, dict[str, Any]]:
+    """A preset's RunSpec and its `[book]` metadata (what the source reported)."""
+    path = preset_dir / f"{name}.toml"
+    if not path.is_file():
+        raise SpecError(f"unknown preset {name!r}; available: {', '.join(preset_names(preset_dir))}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"preset file {path} is not valid TOML: {exc}") from exc
+    meta = raw.pop("book", {})
+    meta["description"] = raw.pop("description", "")
+    return RunSpec.from_dict(raw), meta

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real data folder, cached corpora, and a network-free cache.
+
+The data folder is $RNNBENCH_DATA, else ../shared/data beside the repository; tests
+that need it skip (with the reason) only when neither exists.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(tmp_path_factory, monkeypatch):
+    """Never touch ~/.cache or the internet: a fresh cache and an unreachable hub."""
+    cache = tmp_path_factory.mktemp("rnnbench-cache")
+    monkeypatch.setenv("RNNBENCH_CACHE", str(cache))
+    monkeypatch.setenv("RNNBENCH_DATA_URL", (cache / "no-hub").as_uri())
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    candidates = [Path(p) for p in [os.environ.get("RNNBENCH_DATA")] if p] + [DEFAULT_DATA]
+    for folder in candidates:
+        if (folder / "timemachine.txt").is_file():
+            return folder
+    pytest.skip(
+        f"no data folder: set RNNBENCH_DATA to a folder holding timemachine.txt, "
+        f"jaychou_lyrics.txt.zip and ptb.zip (looked in {', '.join(map(str, candidates))})"
+    )
+
+
+@pytest.fixture(scope="session")
+def corpus_of(data_dir):
+    """corpus_of(**DataSpec fields) -> Corpus, loaded once per session per spec."""
+    from common.corpus import load_corpus
+    from common.specs import DataSpec
+
+    cache = {}
+
+    def load(**fields):
+        spec = DataSpec(**fields)
+        if spec not in cache:
+            cache[spec] = load_corpus(spec, data_dir)
+        return cache[spec]
+
+    return load
