@@ -131,7 +131,7 @@ class TorchModel(LanguageModel):
             self._clip_book() if book else self._clip()
             self.opt.step()
             if book:
-                book_total += float(loss * y.numel())  # the book's per-step host sync
+                book_total += float(loss.detach() * y.numel())  # the book's per-step host sync
             else:
                 total += loss.detach() * y.numel()
             tokens += y.numel()

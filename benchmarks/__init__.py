@@ -1,0 +1,1 @@
+"""The harness, command line, presets and report of rnnbench."""

@@ -1,0 +1,123 @@
+"""Command line: `python -m benchmarks run|parity|report|list` (DESIGN.md's contract).
+
+Mistakes a user can fix (unknown names, impossible sizes, missing data, absent
+devices) end with one line on stderr and exit code 2; a run that diverged or failed
+exits 1; Ctrl-C exits 130 after writing the `interrupted` record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from backends import BACKENDS
+from common.errors import RnnbenchError
+from common.specs import RunSpec, load_preset, preset_names
+
+DEFAULT_PRESET = "quick-lstm"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=(
+        "Train identical recurrent language models (d2l chapter 8) in PyTorch, MXNet and JAX, "
+        "and record perplexity and tokens/sec."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="train one model in one backend and record the result")
+    _spec_arguments(run)
+    run.add_argument("--results", type=Path, default=Path("results/runs"), help="folder for JSON Lines records")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    parity = sub.add_parser("parity", help="compare a backend's loss and gradients with the numpy reference")
+    _spec_arguments(parity)
+    report = sub.add_parser("report", help="turn recorded runs into tables and plots (needs pandas, matplotlib)")
+    _report_arguments(report)
+    sub.add_parser("list", help="presets, backends and devices")
+    return parser.parse_args(argv)
+
+
+def _spec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", required=True, choices=list(BACKENDS), help="framework to run")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name (default {DEFAULT_PRESET}; see `list`)")
+    p.add_argument("--device", default="cpu", help="cpu or gpu:N (default cpu)")
+    p.add_argument("--mode", default=None, help="execution mode (default: the backend's fastest; see `list`)")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any spec field, e.g. --set cell=gru --set train.lr=1 (repeatable)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    p.add_argument("--data-dir", default=None, help="folder with the data files (default: $RNNBENCH_DATA, then the cache)")
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from benchmarks.report import add_report_arguments
+    except ImportError:  # the report's own dependencies are checked when it runs
+        p.add_argument("--results", type=Path, default=Path("results/runs"))
+        p.add_argument("--out", type=Path, default=Path("results"))
+        p.add_argument("--since", default=None)
+        p.add_argument("--commit", default=None)
+        return
+    add_report_arguments(p)
+
+
+def resolve_spec(args: argparse.Namespace) -> tuple[RunSpec, dict]:
+    if args.threads is not None and args.threads < 1:
+        raise RnnbenchError(f"--threads={args.threads} must be at least 1")
+    spec, book = load_preset(args.preset)
+    overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs is not None else [])
+    return spec.with_overrides(overrides), book
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RnnbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmarks.harness import RunRequest, run
+    from benchmarks.progress import Progress
+    from benchmarks.summary import describe_run
+
+    spec, book = resolve_spec(args)
+    req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads,
+                     args.data_dir, args.results)
+    progress = Progress(spec.train.epochs, f"{args.backend} {args.preset}", enabled=None if not args.quiet else False)
+    try:
+        record = run(req, progress.update)
+    finally:
+        progress.close()
+    print(describe_run(record))
+    return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from benchmarks.parity import check, print_report
+
+    spec, _ = resolve_spec(args)
+    result = check(args.backend, spec, args.device, args.data_dir, args.threads)
+    return 0 if print_report(args.backend, result) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.report import run_report
+    except ImportError as exc:
+        raise RnnbenchError(f"the report needs pandas and matplotlib ({exc}): run `nox -s report`") from exc
+    return run_report(args)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from benchmarks.summary import describe_environment
+
+    print("presets:")
+    for name in preset_names():
+        _, meta = load_preset(name)
+        print(f"  {name:16s} {meta.get('description', '')}")
+    print(describe_environment())
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "parity": cmd_parity, "report": cmd_report, "list": cmd_list}

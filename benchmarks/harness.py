@@ -1,0 +1,170 @@
+"""One benchmark run: data -> model -> timed epochs -> samples -> one record.
+
+The clock covers `train_epoch` only (batches are built before it starts, validation
+runs after it stops), and backends finish all device work before `train_epoch`
+returns, so each epoch's seconds are honest. The first epoch is reported as warm-up
+(it includes compilation, hybridization and allocator growth); throughput is the
+median over the later epochs. Whatever happens — a NaN loss, Ctrl-C, an exception in
+the middle — the epochs already run are written as one record, atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from backends import load_backend
+from backends.base import Backend, LanguageModel, parse_device
+from common.batches import train_batches, valid_batches
+from common.corpus import Corpus, load_corpus
+from common.environment import machine_environment, peak_rss_mb
+from common.metrics import perplexity, steady_state
+from common.params import init_params
+from common.records import SCHEMA, append_record, new_run_id, utc_now
+from common.specs import RunSpec
+
+SAMPLE_PREFIXES = {"time_machine": ("time traveller", "traveller"), "jaychou_lyrics": ("分开", "不分开"),
+                   "ptb": ("the company", "in the")}
+SAMPLE_LENGTH = {"char": 50, "word": 20}
+
+
+@dataclass
+class RunRequest:
+    backend: str
+    spec: RunSpec
+    preset: str | None = None
+    book: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    mode: str | None = None
+    threads: int | None = None
+    data_dir: str | None = None
+    results_dir: Path = Path("results/runs")
+
+
+@dataclass
+class RunState:
+    """What a run has produced so far; turned into a record at any stop."""
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+    samples: dict[str, str] = field(default_factory=dict)
+
+
+def results_file(req: RunRequest) -> Path:
+    host = platform.node().split(".")[0] or "host"
+    return Path(req.results_dir) / f"{host}-{req.backend}.jsonl"
+
+
+def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> dict[str, Any]:
+    """Run one benchmark and append its record; returns the record.
+
+    User errors (spec, data, backend, device) are raised before anything is written.
+    """
+    started = time.perf_counter()
+    corpus = load_corpus(req.spec.data, req.data_dir)
+    valid = valid_batches(corpus, req.spec)
+    train_batches(corpus, req.spec, 0)  # raises SpecError now for sizes that cannot fit
+    backend = load_backend(req.backend, req.threads)
+    model = build_model(backend, req, len(corpus.vocab))
+    state = RunState()
+    try:
+        train(model, corpus, req.spec, valid, state, on_epoch)
+        if state.status == "ok":
+            state.samples = samples(model, corpus, req.spec)
+    except KeyboardInterrupt:
+        state.status, state.error = "interrupted", "interrupted by the user (Ctrl-C)"
+    except Exception as exc:  # recorded, then re-raised for the CLI to report
+        state.status, state.error = "error", f"{type(exc).__name__}: {exc}"
+        write_record(req, backend, model, state, started)
+        raise
+    return write_record(req, backend, model, state, started)
+
+
+def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageModel:
+    spec = req.spec
+    params = None if spec.model.init == "framework" else init_params(
+        spec.model, vocab_size, spec.train.seed, spec.train.dtype)
+    return backend.build(spec, vocab_size, req.device, params, req.mode)
+
+
+def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: RunState, on_epoch) -> None:
+    """Timed epochs; stops early (status `diverged`) at the first non-finite loss."""
+    for epoch in range(spec.train.epochs):
+        batches = train_batches(corpus, spec, epoch)
+        tic = time.perf_counter()
+        stats = model.train_epoch(batches)
+        seconds = time.perf_counter() - tic
+        row = {"epoch": epoch + 1, "train_ppl": perplexity(stats.loss_sum, stats.tokens),
+               "tokens": stats.tokens, "seconds": seconds, "tok_s": stats.tokens / seconds}
+        if valid:
+            val = model.evaluate(valid)
+            row["val_ppl"] = perplexity(val.loss_sum, val.tokens)
+        state.epochs.append(row)
+        on_epoch(row)
+        if not math.isfinite(row["train_ppl"]):
+            state.status = "diverged"
+            state.error = f"loss became {row['train_ppl']} at epoch {epoch + 1}: lower lr or clip"
+            return
+
+
+def samples(model: LanguageModel, corpus: Corpus, spec: RunSpec) -> dict[str, str]:
+    """The book's greedy generations from its prefixes."""
+    vocab, out = corpus.vocab, {}
+    sep = "" if spec.data.token == "char" else " "
+    for prefix in SAMPLE_PREFIXES[spec.data.corpus]:
+        tokens = list(prefix) if spec.data.token == "char" else prefix.split()
+        ids = model.predict(vocab[tokens], SAMPLE_LENGTH[spec.data.token])
+        out[prefix] = prefix + sep + sep.join(vocab.to_tokens(ids))
+    return out
+
+
+def summarise(epochs: list[dict], book: dict, train_s: float) -> dict[str, Any]:
+    tok = steady_state([e["tok_s"] for e in epochs])
+    last = epochs[-1] if epochs else {}
+    return {
+        "epochs_done": len(epochs),
+        "final_train_ppl": last.get("train_ppl"),
+        "final_val_ppl": last.get("val_ppl"),
+        "tok_s_median": tok["median"], "tok_s_min": tok["min"], "tok_s_max": tok["max"], "tok_s_iqr": tok["iqr"],
+        "warmup_s": epochs[0]["seconds"] if epochs else None,
+        "train_s": train_s,
+        "target_ppl": book.get("target_ppl"),
+        "time_to_target_s": time_to_target(epochs, book),
+    }
+
+
+def time_to_target(epochs: list[dict], book: dict) -> float | None:
+    """Training seconds until the preset's metric first reaches its target perplexity."""
+    target, metric, elapsed = book.get("target_ppl"), book.get("metric", "train_ppl"), 0.0
+    if target is None:
+        return None
+    for e in epochs:
+        elapsed += e["seconds"]
+        if e.get(metric) is not None and e[metric] <= target:
+            return elapsed
+    return None
+
+
+def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state: RunState,
+                 started: float) -> dict[str, Any]:
+    dev = parse_device(req.device)
+    env = machine_environment()
+    env["framework"] = backend.environment()
+    summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs))
+    summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
+    record = {
+        "schema": SCHEMA, "run_id": new_run_id(), "timestamp": utc_now(),
+        "status": state.status, "error": state.error,
+        "backend": backend.name, "mode": model.mode, "mode_default": model.mode == backend.default_mode,
+        "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},
+        "preset": req.preset, "threads": env["framework"].get("threads"),
+        "spec": req.spec.to_dict(), "book": req.book,
+        "epochs": state.epochs, "summary": summary, "samples": state.samples, "env": env,
+    }
+    append_record(results_file(req), record)
+    return record

@@ -1,0 +1,47 @@
+"""Plain-text summaries printed at the end of `run` and by `list`."""
+
+from __future__ import annotations
+
+from backends import BACKENDS, load_backend
+from common.errors import BackendUnavailable
+
+
+def _fmt(value, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def describe_run(record: dict) -> str:
+    s, dev = record["summary"], record["device"]
+    where = f"{dev['kind']}{'' if dev['kind'] == 'cpu' else ':' + str(dev['index'])} ({dev['name']})"
+    rows = [
+        ("run", f"{record['backend']} / {record['mode']} on {where}, {record['threads']} threads"),
+        ("preset", f"{record['preset']}  status: {record['status']}" + (f" ({record['error']})" if record["error"] else "")),
+        ("epochs", f"{s['epochs_done']} of {record['spec']['train']['epochs']}"),
+        ("train perplexity", _fmt(s["final_train_ppl"])),
+        ("valid perplexity", _fmt(s["final_val_ppl"])),
+        ("tokens/sec", f"{_fmt(s['tok_s_median'], ',.0f')} median of later epochs "
+                       f"(min {_fmt(s['tok_s_min'], ',.0f')}, max {_fmt(s['tok_s_max'], ',.0f')})"),
+        ("warm-up", f"{_fmt(s['warmup_s'], '.2f')} s (first epoch, incl. compile)"),
+        ("training time", f"{_fmt(s['train_s'], '.1f')} s (wall {_fmt(s['wall_s'], '.1f')} s, "
+                          f"peak memory {_fmt(s['peak_rss_mb'], ',.0f')} MiB)"),
+    ]
+    if s.get("target_ppl") is not None:
+        rows.append(("time to target", f"{_fmt(s['time_to_target_s'], '.1f')} s to ppl <= {s['target_ppl']}"))
+    rows += [(f"sample '{k}'", v) for k, v in record["samples"].items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:>{width}}  {v}" for k, v in rows)
+
+
+def describe_environment() -> str:
+    """Backends importable in this Python, with their modes and devices."""
+    lines = ["backends (in this Python environment):"]
+    for name in BACKENDS:
+        try:
+            b = load_backend(name)
+        except BackendUnavailable as exc:
+            lines.append(f"  {name:8s} unavailable: {exc}")
+            continue
+        env = b.environment()
+        lines.append(f"  {name:8s} {env.get('version', '?')}; modes: {', '.join(b.modes)} (default {b.default_mode}); "
+                     f"devices: {', '.join(b.devices())}; threads {env.get('threads')}")
+    return "\n".join(lines)

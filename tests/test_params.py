@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from common.errors import SpecError
+from common.params import check_params, init_params, num_params, param_shapes
+from common.specs import ModelSpec
+
+
+def test_canonical_shapes_for_a_bidirectional_embedded_lstm():
+    model = ModelSpec(cell="lstm", num_layers=2, num_hiddens=6, bidirectional=True, input="embedding", embed_size=5)
+    shapes = param_shapes(model, 11)
+    assert list(shapes)[0] == "embed.w" and shapes["embed.w"] == (11, 5)
+    assert shapes["rnn.l0.fwd.w_ih"] == (24, 5)
+    assert shapes["rnn.l1.bwd.w_ih"] == (24, 12)  # layer 2 sees both directions
+    assert shapes["rnn.l1.bwd.w_hh"] == (24, 6)
+    assert shapes["dense.w"] == (11, 12)
+    assert len(shapes) == 1 + 2 * 2 * 4 + 2
+
+
+def test_book_model_size():
+    """d2l 8.10's 2x256 LSTM over 28 characters."""
+    params = init_params(ModelSpec(), 28, seed=0)
+    assert num_params(params) == 4 * 256 * (28 + 256 + 2) + 4 * 256 * (256 + 256 + 2) + 28 * 256 + 28
+
+
+def test_init_is_seeded_and_dtype_independent():
+    model = ModelSpec(cell="gru", num_layers=1, num_hiddens=8)
+    a, b = init_params(model, 7, seed=3), init_params(model, 7, seed=3, dtype="float64")
+    c = init_params(model, 7, seed=4)
+    np.testing.assert_array_equal(a["rnn.l0.fwd.w_hh"], b["rnn.l0.fwd.w_hh"].astype(np.float32))
+    assert not np.array_equal(a["rnn.l0.fwd.w_hh"], c["rnn.l0.fwd.w_hh"])
+    assert np.abs(a["rnn.l0.fwd.w_hh"]).max() <= 1 / np.sqrt(8)
+
+
+def test_normal_init_is_the_books_mxnet_scheme():
+    params = init_params(ModelSpec(init="normal", num_hiddens=32), 28, seed=0, dtype="float64")
+    assert not params["rnn.l0.fwd.b_ih"].any()
+    assert 0.008 < params["rnn.l0.fwd.w_hh"].std() < 0.012
+
+
+def test_framework_init_has_no_canonical_draw():
+    with pytest.raises(SpecError, match="framework"):
+        init_params(ModelSpec(init="framework"), 28, seed=0)
+
+
+def test_check_params_names_the_problem():
+    model = ModelSpec(cell="rnn", num_layers=1, num_hiddens=4)
+    params = init_params(model, 5, seed=0)
+    params["dense.w"] = np.zeros((5, 3), np.float32)
+    with pytest.raises(SpecError, match=r"dense.w has shape \(5, 3\)"):
+        check_params(params, model, 5)
+    del params["dense.b"]
+    with pytest.raises(SpecError, match="missing"):
+        check_params(params, model, 5)
