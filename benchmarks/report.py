@@ -1,0 +1,176 @@
+"""`python -m benchmarks report`: recorded runs -> REPORT.md, REPORT.html, CSVs and plots.
+
+Runs in its own environment with pandas, matplotlib and tabulate; no framework is
+imported. The tables come from benchmarks.report_tables, the plots from
+benchmarks.report_plots, the Markdown/HTML from benchmarks.report_render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks import report_format as fmt
+from benchmarks.report_data import load_runs, parse_time, threads_label, with_group_ids
+from benchmarks.report_plots import write_plots
+from benchmarks.report_render import to_html, to_markdown
+from benchmarks.report_tables import (
+    environments_table,
+    reproduction_table,
+    samples_table,
+    throughput_table,
+    time_to_quality_table,
+)
+
+DEFAULT_RESULTS = Path("results/runs")
+DEFAULT_OUT = Path("results")
+TITLE = "rnnbench report"
+HOW_TO_READ = (
+    "A comparison group (G1, G2, ...) is one preset on one machine (hostname + CPU model), one device, one spec "
+    "and one thread count; numbers from different groups are never compared. Tokens/sec is the median over the "
+    "epochs after the first (the first holds compilation/warm-up, shown separately), with min–max and IQR. "
+    "When one row has several records, the latest `ok` one is shown (column `shown`); diverged, interrupted "
+    "and failed runs keep their status and never count as the fastest. `vs fastest` is tokens/sec over the "
+    "fastest `ok` row of the group.")
+
+
+def _intro(runs: pd.DataFrame, results_dir: Path, since: str | None, commit: str | None) -> list[tuple]:
+    filters = ([f"since {since}"] if since else []) + ([f"git commit {commit}*"] if commit else [])
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    text = (f"Generated {now} from {len(runs)} record(s) under `{results_dir}`"
+            + (f" (filtered: {', '.join(filters)})" if filters else "") + ".")
+    if len(runs):
+        text += (f" Records from {runs['timestamp'].min():%Y-%m-%d %H:%M} to {runs['timestamp'].max():%Y-%m-%d %H:%M}"
+                 f" UTC; {runs['group'].nunique()} comparison group(s).")
+    return [("h", 1, TITLE), ("p", text), ("p", HOW_TO_READ)]
+
+
+def _group_heading(rows: pd.DataFrame) -> str:
+    first = rows.iloc[0]
+    device = "cpu" if first["device"].startswith("cpu") else first["device"]  # the CPU is in the machine
+    return f"{first['group']} · {first['preset']} · {device} on {first['machine']} · {threads_label(first['threads'])}"
+
+
+def _throughput_blocks(table: pd.DataFrame, plots: dict[str, list[Path]], out_dir: Path) -> list[tuple]:
+    blocks: list[tuple] = [("h", 2, "1. Throughput and quality")]
+    if table.empty:
+        return blocks + [("p", "No records.")]
+    for gid, rows in table.groupby("group", sort=True):
+        blocks += [("h", 3, _group_heading(rows))]
+        spec = rows["overrides"].iloc[0]
+        blocks += [("p", f"Spec: {'as the preset' if not spec else 'preset with ' + spec}.")]
+        blocks += [("table", fmt.throughput(rows))]
+        blocks += [("img", p.relative_to(out_dir).as_posix(), f"{gid} {p.stem}") for p in plots.get(gid, [])]
+    return blocks
+
+
+def _reproduction_blocks(table: pd.DataFrame) -> list[tuple]:
+    blocks: list[tuple] = [("h", 2, "2. Book reproduction"), (
+        "p", "The book's tokens/sec come from other hardware: they are shown as reported, beside this machine's, "
+             "never as a pass/fail. `reproduces` is yes when a full, unmodified run of the preset reaches the "
+             "target perplexity.")]
+    for name, rows in table.groupby("preset", sort=True):
+        first = rows.iloc[0]
+        target = "no target" if pd.isna(first["target_ppl"]) else f"target {first['metric']} ≤ {first['target_ppl']:g}"
+        blocks += [("h", 3, f"{name} ({target})"), ("table", fmt.reproduction(rows))]
+    return blocks
+
+
+def _quality_blocks(table: pd.DataFrame) -> list[tuple]:
+    return [("h", 2, "3. Time to quality"),
+            ("p", "Training seconds (epochs summed, warm-up included) until the preset's target perplexity is "
+                  "first reached, per row of table 1 — the DAWNBench/MLPerf measure."),
+            ("table", fmt.time_to_quality(table))]
+
+
+def _environment_blocks(table: pd.DataFrame) -> list[tuple]:
+    return [("h", 2, "4. Environments"), ("table", fmt.environments(table))]
+
+
+def _sample_blocks(table: pd.DataFrame) -> list[tuple]:
+    blocks: list[tuple] = [("h", 2, "Sample generations"),
+                           ("p", "Greedy continuations of each prefix by the runs shown in table 1.")]
+    for name, rows in table.groupby("preset", sort=True):
+        blocks += [("h", 3, str(name)), ("table", fmt.samples(rows))]
+    return blocks
+
+
+def _load(results_dir: Path, since: str | None, commit: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """The runs, plus the warnings about skipped lines (also re-issued as warnings)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = load_runs(results_dir, since, commit)
+    skipped = [str(w.message) for w in caught]
+    for message in skipped:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return (with_group_ids(runs) if not runs.empty else runs), skipped
+
+
+def build_report(results_dir: Path, out_dir: Path, since: str | None = None, commit: str | None = None) -> Path:
+    """Write REPORT.md, REPORT.html, the tables as CSV and the plots; return REPORT.md's path."""
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    runs, skipped = _load(results_dir, since, commit)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {"throughput": throughput_table(runs), "reproduction": reproduction_table(runs),
+              "time_to_quality": time_to_quality_table(runs), "environments": environments_table(runs)}
+    for name, table in tables.items():
+        table.to_csv(out_dir / f"{name}.csv", index=False)
+    plots = write_plots(runs, out_dir / "plots")
+    blocks = (_intro(runs, results_dir, since, commit) + _throughput_blocks(tables["throughput"], plots, out_dir)
+              + _reproduction_blocks(tables["reproduction"]) + _quality_blocks(tables["time_to_quality"])
+              + _environment_blocks(tables["environments"]) + _sample_blocks(samples_table(runs)))
+    if skipped:
+        blocks += [("h", 2, "Skipped input"), ("list", skipped)]
+    (out_dir / "REPORT.html").write_text(to_html(blocks, TITLE), encoding="utf-8")
+    path = out_dir / "REPORT.md"
+    path.write_text(to_markdown(blocks), encoding="utf-8")
+    return path
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help=f"folder (or one .jsonl file) of run records (default: {DEFAULT_RESULTS})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"where REPORT.md, REPORT.html, the CSVs and plots/ go (default: {DEFAULT_OUT})")
+    parser.add_argument("--since", metavar="DATE", help="only records at or after this ISO date/time (UTC)")
+    parser.add_argument("--commit", metavar="PREFIX", help="only records whose git commit starts with PREFIX")
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """The `report` command: 0 on success, 2 on a bad argument or missing results folder."""
+    if args.since:
+        try:
+            parse_time(args.since)
+        except ValueError:
+            print(f"error: --since {args.since!r} is not an ISO date such as 2024-05-31 or 2024-05-31T12:00",
+                  file=sys.stderr)
+            return 2
+    if not args.results.exists():
+        print(f"error: no results folder {args.results}; record runs first with "
+              f"`python -m benchmarks run --backend NAME` (or pass --results DIR)", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _print_warning
+        path = build_report(args.results, args.out, args.since, args.commit)
+    print(f"wrote {path}, {path.with_suffix('.html').name}, CSVs and plots/ in {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
+    add_report_arguments(parser)
+    return run_report(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Records -> one flat pandas row per run, with the keys the report groups by.
+
+A comparison group is one preset, on one machine (hostname + CPU model), on one
+device, with one spec and one thread count: records from different machines,
+devices or settings are never compared with each other. A *row* is one
+(group, backend, mode); when several records fall on one row the report shows the
+latest `ok` one (or the latest of any status when none is ok) and counts the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from common.errors import SpecError
+from common.metrics import steady_state
+from common.records import iter_records
+from common.specs import load_preset
+
+GROUP_KEYS = ["preset_label", "machine", "device", "spec_key", "threads"]
+ROW_KEYS = GROUP_KEYS + ["backend", "mode"]
+NO_PRESET = "(no preset)"
+
+
+@lru_cache(maxsize=None)
+def preset_info(name: str | None) -> tuple[dict | None, dict]:
+    """(the preset's spec as a dict, its [book] metadata); (None, {}) if unknown."""
+    if not name:
+        return None, {}
+    try:
+        spec, meta = load_preset(name)
+    except SpecError:
+        return None, {}
+    return spec.to_dict(), meta
+
+
+def parse_time(text: Any) -> datetime:
+    """An ISO timestamp or date as an aware UTC datetime (naive means UTC)."""
+    value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def spec_overrides(spec: dict, base: dict | None, ignore: tuple[str, ...] = ()) -> str:
+    """How `spec` differs from its preset's spec (fields in `ignore` aside): '' when identical."""
+    if base is None:
+        return ""
+    diffs = []
+    for section in sorted(set(spec) | set(base)):
+        mine, theirs = spec.get(section) or {}, base.get(section) or {}
+        for key in sorted(set(mine) | set(theirs)):
+            if key not in ignore and mine.get(key) != theirs.get(key):
+                diffs.append(f"{key}={mine.get(key)}")
+    return ", ".join(diffs)
+
+
+def spec_summary(spec: dict) -> str:
+    """A one-line description of a spec, for runs without a preset."""
+    d, m, t = (spec.get(k) or {} for k in ("data", "model", "train"))
+    return (f"{d.get('corpus')}/{d.get('token')} {m.get('cell')} {m.get('num_layers')}x{m.get('num_hiddens')}, "
+            f"{t.get('optimizer')} lr={t.get('lr')}, batch {t.get('batch_size')}x{t.get('num_steps')}, "
+            f"{t.get('epochs')} epochs")
+
+
+def threads_label(n: int) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
+
+
+def device_label(device: dict) -> str:
+    kind, index = device.get("kind", "?"), device.get("index", 0)
+    where = kind if kind == "cpu" else f"{kind}:{index}"
+    return f"{where} ({device['name']})" if device.get("name") else where
+
+
+def _tok_stats(record: dict) -> dict[str, float]:
+    summary = record.get("summary") or {}
+    stats = {k: _num(summary.get(f"tok_s_{k}")) for k in ("median", "min", "max", "iqr")}
+    if math.isnan(stats["median"]):
+        fallback = steady_state([_num(e.get("tok_s")) for e in record.get("epochs") or []])
+        stats = {k: _num(v) for k, v in fallback.items()}
+    return stats
+
+
+def flatten(record: dict) -> dict[str, Any]:
+    """One record as a flat row; raises KeyError/TypeError/ValueError if malformed."""
+    env, summary, device = record["env"], record["summary"] or {}, record["device"]
+    spec, preset = record["spec"], record["preset"]
+    base, meta = preset_info(preset)
+    epochs = [e for e in record["epochs"] if isinstance(e, dict)]
+    overrides = spec_overrides(spec, base)
+    framework = env.get("framework") or {}
+    return {
+        "run_id": record["run_id"], "timestamp": parse_time(record["timestamp"]),
+        "status": record["status"], "error": record.get("error"),
+        "backend": record["backend"], "mode": record["mode"], "mode_default": bool(record.get("mode_default")),
+        "preset": preset, "preset_label": preset or NO_PRESET, "book": record.get("book") or meta,
+        "spec": spec, "spec_key": json.dumps(spec, sort_keys=True), "base_spec": base,
+        "overrides": overrides if base is not None else spec_summary(spec),
+        "overrides_but_epochs": spec_overrides(spec, base, ignore=("epochs",)),
+        "threads": int(record.get("threads") or framework.get("threads") or 0),
+        "hostname": env.get("hostname", "?"), "cpu_model": env.get("cpu_model", "?"),
+        "machine": f"{env.get('hostname', '?')} ({env.get('cpu_model', '?')})",
+        "device": device_label(device), "device_kind": device.get("kind", "?"),
+        "epoch_list": epochs, "epochs_planned": int((spec.get("train") or {}).get("epochs") or 0),
+        "epochs_done": int(summary.get("epochs_done", len(epochs))),
+        "final_train_ppl": _num(summary.get("final_train_ppl")), "final_val_ppl": _num(summary.get("final_val_ppl")),
+        **{f"tok_s_{k}": v for k, v in _tok_stats(record).items()},
+        **{k: _num(summary.get(k)) for k in ("warmup_s", "train_s", "wall_s", "peak_rss_mb", "target_ppl",
+                                             "time_to_target_s")},
+        "samples": record.get("samples") or {}, "env": env, "git_commit": env.get("git_commit") or "",
+        "framework_version": framework.get("version", "?"),
+    }
+
+
+def load_runs(results_dir: Path, since: str | None = None, commit: str | None = None) -> pd.DataFrame:
+    """Every valid record under `results_dir`, flattened, after the --since/--commit filters."""
+    rows = []
+    if results_dir.exists():
+        for record in iter_records(results_dir):
+            try:
+                rows.append(flatten(record))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                warnings.warn(f"{results_dir}: record {record.get('run_id', '?')} skipped, malformed "
+                              f"({type(exc).__name__}: {exc})", stacklevel=2)
+    runs = pd.DataFrame(rows)
+    if runs.empty:
+        return runs
+    if since:
+        runs = runs[runs["timestamp"] >= parse_time(since)]
+    if commit:
+        runs = runs[runs["git_commit"].str.startswith(commit)]
+    return runs.reset_index(drop=True)
+
+
+def with_group_ids(runs: pd.DataFrame) -> pd.DataFrame:
+    """Number the comparison groups G1, G2, ... by preset, machine, device; unmodified spec first."""
+    order = ["preset_label", "machine", "device", "overrides", "threads", "spec_key"]
+    keys = runs[GROUP_KEYS + ["overrides"]].drop_duplicates(GROUP_KEYS).sort_values(order).reset_index(drop=True)
+    keys["group"] = [f"G{i + 1}" for i in range(len(keys))]
+    return runs.merge(keys[GROUP_KEYS + ["group"]], on=GROUP_KEYS, how="left")
+
+
+def _status_counts(statuses: pd.Series) -> str:
+    counts = statuses.value_counts()
+    order = ["ok", "diverged", "interrupted", "error"]
+    return ", ".join(f"{counts[s]} {s}" for s in order + sorted(set(counts.index) - set(order)) if s in counts)
+
+
+def pick_rows(runs: pd.DataFrame, keys: list[str] = ROW_KEYS, prefer: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One run per key: the latest ok one, else the latest; with `runs`/`shown` notes.
+
+    `prefer` names boolean columns ranked above ok-ness (e.g. "ran the full preset").
+    """
+    ranked = runs.assign(_ok=runs["status"].eq("ok")).sort_values([*prefer, "_ok", "timestamp"])
+    chosen = ranked.groupby(keys, sort=False, dropna=False).tail(1).drop(columns="_ok")
+    counts = runs.groupby(keys, dropna=False)["status"].agg(_status_counts).rename("runs").reset_index()
+    total = runs.groupby(keys, dropna=False).size().rename("n_runs").reset_index()
+    chosen = chosen.merge(counts, on=keys, how="left").merge(total, on=keys, how="left")
+    chosen["shown"] = [_shown_note(s, n) for s, n in zip(chosen["status"], chosen["n_runs"], strict=True)]
+    return chosen.reset_index(drop=True)
+
+
+def _shown_note(status: str, n_runs: int) -> str:
+    if n_runs == 1:
+        return "only run"
+    return f"latest ok of {n_runs}" if status == "ok" else f"latest of {n_runs} (none ok)"
