@@ -256,6 +256,8 @@ def train_trajectory(params: Params, model: ModelSpec, train, batches) -> tuple[
 
 def predict(params: Params, model: ModelSpec, prefix_ids: list[int], num_preds: int) -> list[int]:
     """Greedy continuation of a prefix (d2l's `predict_ch8`): the ids after the prefix."""
+    if num_preds <= 0:
+        return []
     fwd = forward(params, model, np.asarray([prefix_ids]))
     out = [int(fwd.logits[0, -1].argmax())]
     state = fwd.state

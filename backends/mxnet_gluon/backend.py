@@ -1,0 +1,83 @@
+"""The `mxnet` backend: devices, build environment, threads, and `build`."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any
+
+import numpy as np
+
+from backends import base
+from backends.mxnet_gluon._framework import mx
+from backends.mxnet_gluon.model import BookModel, GluonModel
+from common.errors import SpecError
+from common.params import Params, check_params
+from common.specs import RunSpec
+
+
+def _import_threads() -> int | None:
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else None
+
+
+_OMP_THREADS_AT_IMPORT = _import_threads()
+
+
+class MXNetBackend(base.Backend):
+    name = "mxnet"
+    framework = "MXNet"
+    modes = ("imperative", "hybridized", "book")
+    default_mode = "hybridized"  # measured faster on d2l-deep-lstm (CPU); see the closing note of issue 4
+
+    def __init__(self) -> None:
+        self._requested = _OMP_THREADS_AT_IMPORT or os.cpu_count() or 1
+
+    def devices(self) -> list[str]:
+        try:
+            gpus = mx.context.num_gpus()
+        except mx.base.MXNetError:  # a CUDA build without a usable driver
+            gpus = 0
+        return ["cpu"] + [f"gpu:{i}" for i in range(gpus)]
+
+    def environment(self) -> dict[str, Any]:
+        features = mx.runtime.Features()
+        blas = [n[5:].lower() for n in ("BLAS_MKL", "BLAS_OPEN", "BLAS_ATLAS", "BLAS_APPLE") if features.is_enabled(n)]
+        return {
+            "framework": "mxnet",
+            "version": mx.__version__,
+            "numpy": np.__version__,
+            "features": {
+                "mkldnn": features.is_enabled("MKLDNN"),
+                "cuda": features.is_enabled("CUDA"),
+                "cudnn": features.is_enabled("CUDNN"),
+                "blas": blas[0] if blas else "none",
+            },
+            "threads": _OMP_THREADS_AT_IMPORT or os.cpu_count() or 1,
+            "threads_requested": self._requested,
+            "omp_threads": _OMP_THREADS_AT_IMPORT,
+            "engine_cpu_workers": int(os.environ.get("MXNET_CPU_WORKER_NTHREADS", "1")),
+        }
+
+    def set_threads(self, threads: int) -> None:
+        """MXNet's operators take their OpenMP team size from OMP_NUM_THREADS as read at
+        import (the registry sets it first, so a fresh process gets `threads`); later
+        calls reach only this thread's OpenMP. `environment()` reports both counts."""
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise SpecError(f"threads={threads!r} must be an integer >= 1")
+        mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads))
+        self._requested = threads
+
+    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
+              params: Params | None = None, mode: str | None = None) -> base.LanguageModel:
+        mode = self.check_mode(mode)
+        dev = base.parse_device(device)
+        base.require_device(dev, self.devices(), self.framework)
+        ctx = mx.cpu() if dev.kind == "cpu" else mx.gpu(dev.index)
+        if params is not None:
+            check_params(params, spec.model, vocab_size)
+        model_class = BookModel if mode == "book" else GluonModel
+        return model_class(spec, vocab_size, ctx, params, mode)
+
+
+BACKEND = MXNetBackend()

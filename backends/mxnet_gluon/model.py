@@ -1,0 +1,220 @@
+"""The built models: `GluonModel` (imperative and hybridized modes, no host sync in
+an epoch) and `BookModel` (d2l 0.17's own MXNet training loop)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from backends import base
+from backends.mxnet_gluon._framework import autograd, mx, nd
+from backends.mxnet_gluon.nets import (
+    GLUON_DIRS,
+    GLUON_TENSORS,
+    BookLoss,
+    BookNet,
+    LossNet,
+    Net,
+    rnn_param,
+    uses_native_rnn_kernel,
+)
+from backends.mxnet_gluon.optim import book_grad_clipping, clip_on_device, make_trainer
+from common.params import Params, check_params, param_shapes, rnn_key
+from common.specs import RunSpec
+
+
+def check_batch(X: np.ndarray, Y: np.ndarray, vocab_size: int) -> None:
+    """Batches are int (B, T) pairs of ids below the vocabulary size (cheap, host-side):
+    MXNet itself would silently one-hot an out-of-range id to zeros."""
+    if X.ndim != 2 or X.shape != Y.shape:
+        raise ValueError(f"a batch must be two (batch, num_steps) arrays; got X {X.shape}, Y {Y.shape}")
+    if not (np.issubdtype(X.dtype, np.integer) and np.issubdtype(Y.dtype, np.integer)):
+        raise ValueError(f"batch token ids must be integers; got {X.dtype} and {Y.dtype}")
+    low, high = min(X.min(), Y.min()), max(X.max(), Y.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"token ids must lie in [0, {vocab_size}); this batch has {low}..{high}")
+
+
+class Accumulator:
+    """d2l's `Accumulator`: sums n running values in Python floats."""
+
+    def __init__(self, n: int):
+        self.data = [0.0] * n
+
+    def add(self, *args) -> None:
+        self.data = [a + float(b) for a, b in zip(self.data, args, strict=True)]
+
+    def __getitem__(self, idx: int) -> float:
+        return self.data[idx]
+
+
+class GluonModel(base.LanguageModel):
+    """The `imperative` and `hybridized` modes: no host sync inside an epoch."""
+
+    def __init__(self, spec: RunSpec, vocab_size: int, ctx, params: Params | None, mode: str):
+        self.spec, self.mode, self.vocab_size, self.ctx = spec, mode, vocab_size, ctx
+        self.dtype = spec.train.dtype
+        self.net = self._build_net()
+        self._params = self._param_map()
+        self._zero_states: dict[int, list] = {}
+        mx.random.seed(spec.train.seed)  # Gluon's own init (and dropout) reproducible per seed
+        self.net.initialize(ctx=ctx)
+        if params is None:
+            self.trainer = make_trainer(spec, self.net.collect_params())
+        else:
+            self.set_params(params)
+
+    def _build_net(self):
+        net = Net(self.spec, self.vocab_size, self.dtype, uses_native_rnn_kernel(self.ctx, self.dtype))
+        self.loss_net = LossNet(net)
+        if self.mode == "hybridized":
+            self.loss_net.hybridize(static_alloc=True, static_shape=True)
+        return net
+
+    def _param_map(self) -> dict[str, Any]:
+        """Canonical name -> Gluon Parameter (`l0_i2h_weight`, `r0_h2h_bias`, ...), in
+        canonical order. Shapes and gate order (i,f,g,o / r,z,n) are cuDNN's in both."""
+        net, m = self.net, self.spec.model
+        out = {"embed.w": net.embed.weight} if net.embed is not None else {}
+        for layer in range(m.num_layers):
+            for d in range(m.num_directions):
+                for tensor, gluon_name in GLUON_TENSORS.items():
+                    out[rnn_key(layer, d, tensor)] = rnn_param(net.rnn, layer, GLUON_DIRS[d], gluon_name)
+        out["dense.w"], out["dense.b"] = net.dense.weight, net.dense.bias
+        assert list(out) == list(param_shapes(m, self.vocab_size)), "parameter map out of canonical order"
+        return out
+
+    # -- helpers
+
+    def _ids(self, ids: np.ndarray):
+        return nd.array(ids, ctx=self.ctx, dtype=np.int32)
+
+    def _zeros(self, batch: int) -> list:
+        """Zero state for `batch` rows (cached: the recurrent op never writes its inputs)."""
+        if batch not in self._zero_states:
+            self._zero_states[batch] = self.net.rnn.begin_state(batch_size=batch, ctx=self.ctx, dtype=self.dtype)
+        return self._zero_states[batch]
+
+    def _loss(self, X: np.ndarray, Y: np.ndarray, state: list):
+        """Mean loss (a device scalar) and the new state."""
+        check_batch(X, Y, self.vocab_size)
+        loss, *new_state = self.loss_net(self._ids(X), self._ids(Y), *state)
+        return loss, new_state
+
+    def _last_logits(self, ids, state: list):
+        """Logits (B, V) at the last position of `ids` (an int32 NDArray) and the new state."""
+        logits, *new_state = self.net(ids, *state)
+        return logits[-1], new_state
+
+    def _grads(self) -> list:
+        return [p.grad(self.ctx) for p in self._params.values()]
+
+    # -- the interface
+
+    def train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
+        carry, clip, grads = self.spec.train.carries_state, self.spec.train.clip, self._grads()
+        total, tokens, state = nd.zeros((1,), ctx=self.ctx, dtype=np.float64), 0, None
+        for X, Y in batches:
+            if state is None or not carry:
+                state = self._zeros(X.shape[0])
+            with autograd.record():
+                loss, state = self._loss(X, Y, state)
+            loss.backward()
+            clip_on_device(grads, clip)
+            self.trainer.step(1)
+            state = [s.detach() for s in state]
+            total = total + loss.astype(np.float64) * Y.size
+            tokens += Y.size
+        mx.nd.waitall()
+        return base.EpochStats(loss_sum=float(total.asnumpy()[0]), tokens=int(tokens))
+
+    def evaluate(self, batches: Iterable[base.Batch]) -> base.EpochStats:
+        total, tokens, state = nd.zeros((1,), ctx=self.ctx, dtype=np.float64), 0, None
+        for X, Y in batches:
+            if state is None or not self.spec.train.carries_state:
+                state = self._zeros(X.shape[0])
+            loss, state = self._loss(X, Y, state)
+            total = total + loss.astype(np.float64) * Y.size
+            tokens += Y.size
+        mx.nd.waitall()
+        return base.EpochStats(loss_sum=float(total.asnumpy()[0]), tokens=int(tokens))
+
+    def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:
+        """Greedy; the chosen ids stay on the device and are read once at the end."""
+        if len(prefix_ids) == 0:
+            raise ValueError("predict needs a non-empty prefix")
+        if num_preds <= 0:
+            return []
+        prefix = np.asarray([prefix_ids], dtype=np.int32)
+        check_batch(prefix, prefix, self.vocab_size)
+        last, state = self._last_logits(self._ids(prefix), self._zeros(1))
+        chosen = [nd.argmax(last, axis=-1)]
+        for _ in range(num_preds - 1):
+            last, state = self._last_logits(chosen[-1].reshape((1, 1)).astype(np.int32), state)
+            chosen.append(nd.argmax(last, axis=-1))
+        return [int(i) for i in nd.concat(*chosen, dim=0).asnumpy()]
+
+    def get_params(self) -> Params:
+        return {name: p.data(self.ctx).asnumpy() for name, p in self._params.items()}
+
+    def set_params(self, params: Params) -> None:
+        check_params(params, self.spec.model, self.vocab_size)
+        for name, p in self._params.items():
+            p.set_data(nd.array(np.asarray(params[name]), ctx=self.ctx, dtype=self.dtype))
+        self.trainer = make_trainer(self.spec, self.net.collect_params())  # fresh optimizer state
+
+    def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
+        with autograd.record():
+            loss, _ = self._loss(X, Y, self._zeros(X.shape[0]))
+        loss.backward()
+        grads = {name: g.asnumpy() for name, g in zip(self._params, self._grads(), strict=True)}
+        return float(loss.asnumpy()[0]), grads
+
+
+class BookModel(GluonModel):
+    """The `book` mode: d2l 0.17's MXNet `RNNModel` and `train_epoch_ch8`, step by step.
+
+    Kept as the book wrote it (imperative Block, float32 ids as `d2l.tensor` made them,
+    the `grad_clipping` and `metric.add(float(...))` host syncs every step) so that it
+    measures the book's own loop. Departures, none of which costs time: the book's
+    `mx.np` interface becomes the equivalent `mx.nd` calls (same operators); its
+    `s.detach()` (whose result it discards) is assigned; its loss object computes the
+    cross-entropy without `log_softmax` (see `token_nll`); clip = 0 disables clipping.
+    """
+
+    def _build_net(self):
+        self.loss = BookLoss()
+        return BookNet(self.spec, self.vocab_size, self.dtype, uses_native_rnn_kernel(self.ctx, self.dtype))
+
+    def _ids(self, ids: np.ndarray):
+        return nd.array(ids, ctx=self.ctx)  # float32, like d2l.tensor
+
+    def _loss(self, X: np.ndarray, Y: np.ndarray, state: list):
+        check_batch(X, Y, self.vocab_size)
+        y_hat, new_state = self.net(self._ids(X), state)
+        return self.loss(y_hat, self._ids(Y).T.reshape((-1,))).mean(), new_state
+
+    def _last_logits(self, ids, state: list):
+        out, new_state = self.net(ids, state)
+        return out[-ids.shape[0]:], new_state
+
+    def train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
+        state, metric = None, Accumulator(2)  # loss sum, tokens
+        for X, Y in batches:
+            check_batch(X, Y, self.vocab_size)
+            if state is None or not self.spec.train.carries_state:
+                state = self.net.rnn.begin_state(batch_size=X.shape[0], ctx=self.ctx, dtype=self.dtype)
+            else:  # the book writes `for s in state: s.detach()`, which discards the
+                state = [s.detach() for s in state]  # detached copies; kept here
+            y = nd.array(Y).T.reshape((-1,))
+            X, y = nd.array(X).as_in_context(self.ctx), y.as_in_context(self.ctx)
+            with autograd.record():
+                y_hat, state = self.net(X, state)
+                l = self.loss(y_hat, y).mean()  # noqa: E741 (the book's name)
+            l.backward()
+            book_grad_clipping(self.net, self.spec.train.clip)
+            self.trainer.step(batch_size=1)
+            metric.add((l * y.size).asscalar(), y.size)  # the book's float(l * size): a sync
+        mx.nd.waitall()
+        return base.EpochStats(loss_sum=metric[0], tokens=int(metric[1]))

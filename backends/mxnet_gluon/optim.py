@@ -1,0 +1,93 @@
+"""Optimizers through `gluon.Trainer` with the reference's exact formulas, and global
+gradient-norm clipping: on the device (no host sync), or the book's way (a sync)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from backends.mxnet_gluon._framework import gluon, mx, nd
+from common.specs import RunSpec
+
+
+class Adam(mx.optimizer.Adam):
+    """MXNet's Adam with the reference's (PyTorch's) epsilon placement.
+
+    MXNet folds the bias corrections into the learning rate, which leaves epsilon
+    outside the corrected sqrt(v): lr*sqrt(c2)/c1 * m / (sqrt(v) + eps), 2% off the
+    reference on near-zero gradients. Passing eps*sqrt(c2) gives exactly
+    lr/c1 * m / (sqrt(v)/sqrt(c2) + eps) through the same fused `adam_update` kernel.
+    That kernel takes lr, betas and eps as float32 (0.999 -> 0.99900001), ~1e-6 off in
+    float64, so float64 weights take the same formula in float64 NDArray operations.
+    """
+
+    def update(self, index, weight, grad, state):
+        if weight.dtype == np.float64:
+            return self._update_float64(index, weight, grad, state)
+        t = self._index_update_count.get(index, self.begin_num_update) + 1
+        eps = self.epsilon
+        self.epsilon = eps * math.sqrt(1.0 - self.beta2**t)
+        try:
+            super().update(index, weight, grad, state)
+        finally:
+            self.epsilon = eps
+
+    def _update_float64(self, index, weight, grad, state):
+        self._update_count(index)
+        t, lr, (mean, var) = self._index_update_count[index], self._get_lr(index), state
+        assert self._get_wd(index) == 0 and not self.clip_gradient, "rnnbench's Adam has no wd or clipping"
+        g = grad * self.rescale_grad
+        mean[:] = self.beta1 * mean + (1.0 - self.beta1) * g
+        var[:] = self.beta2 * var + (1.0 - self.beta2) * nd.square(g)
+        m_hat, v_hat = mean / (1.0 - self.beta1**t), var / (1.0 - self.beta2**t)
+        weight[:] = weight - lr * m_hat / (nd.sqrt(v_hat) + self.epsilon)
+
+
+class SGD64(mx.optimizer.Optimizer):
+    """Plain SGD in float64 operations: MXNet's `sgd_update` takes lr as float32."""
+
+    def create_state(self, index, weight):
+        return None
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        weight[:] = weight - self._get_lr(index) * (grad * self.rescale_grad)
+
+
+def make_trainer(spec: RunSpec, params) -> gluon.Trainer:
+    """Plain SGD (no momentum, no weight decay) or Adam; `step(1)`: the loss is a mean."""
+    lr = spec.train.lr
+    if spec.train.optimizer == "adam":
+        return gluon.Trainer(params, Adam(learning_rate=lr))
+    if spec.train.dtype == "float64":
+        return gluon.Trainer(params, SGD64(learning_rate=lr))
+    return gluon.Trainer(params, "sgd", {"learning_rate": lr, "momentum": 0.0, "wd": 0.0})
+
+
+def clip_on_device(grads: list, clip: float) -> None:
+    """Scale `grads` in place by min(1, clip / global norm), without a host sync.
+
+    float32 sums its squares in one `multi_sum_sq`; float64 keeps float64 sums (that
+    op returns float32). clip <= 0 disables clipping.
+    """
+    if clip <= 0:
+        return
+    if grads[0].dtype == np.float32:
+        sq = nd.sum(nd.multi_sum_sq(*grads, num_arrays=len(grads)))
+    else:
+        sq = nd.add_n(*[nd.sum(nd.square(g)) for g in grads])
+    scale = nd.minimum(clip / nd.sqrt(sq), 1.0)  # exactly 1.0 when the norm is within clip
+    for g in grads:
+        nd.broadcast_mul(g, scale, out=g)
+
+
+def book_grad_clipping(net: gluon.Block, theta: float) -> None:
+    """d2l 0.17's MXNet `grad_clipping`: the norm comes to the host (a sync) every step."""
+    if theta <= 0:  # the spec's "clip = 0 disables clipping"; the book always clipped
+        return
+    params = [p.data() for p in net.collect_params().values()]
+    norm = math.sqrt(sum((p.grad**2).sum() for p in params).asscalar())  # mx.np: float(); nd: asscalar
+    if norm > theta:
+        for param in params:
+            param.grad[:] *= theta / norm
