@@ -11,10 +11,12 @@ return (one sync per epoch, none per step), so the harness's wall clock is hones
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -61,6 +63,18 @@ def require_device(device: Device, available: Sequence[str], framework: str) -> 
             "run with --device cpu, or install the framework's CUDA build on a machine with a GPU"
         )
     raise DeviceUnavailable(f"{framework} has no device {device}; available: {', '.join(available)}")
+
+
+def best_flops(work: Callable[[], Any], flops: float, repeats: int, warmup: int = 2) -> float:
+    """FLOP/s of the fastest of `repeats` calls of `work` (which must block until done)."""
+    for _ in range(warmup):
+        work()
+    best = math.inf
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - tic)
+    return flops / best
 
 
 class LanguageModel(ABC):
@@ -121,6 +135,11 @@ class Backend(ABC):
               params: Params | None = None, mode: str | None = None) -> LanguageModel:
         """A model for `spec`, on `device`, starting from `params` (canonical) or, when
         None, from the framework's own initialisation."""
+
+    def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+        """Best-of float32 FLOP/s of an n x n matmul on `device`, synchronised: the
+        ceiling that training throughput is measured against."""
+        raise NotImplementedError(f"{self.name} does not measure a matmul peak")
 
     def device_name(self, device: str) -> str | None:
         """A GPU's model name; None for the CPU (the harness reads the CPU model)."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.base import Backend, Batch, EpochStats, LanguageModel, parse_device, require_device
+from backends.base import Backend, Batch, EpochStats, LanguageModel, best_flops, parse_device, require_device
 from common.params import DIRECTIONS, Params, check_params
 from common.specs import ModelSpec, RunSpec
 
@@ -184,6 +184,16 @@ class TorchModel(LanguageModel):
         return float(loss.detach()), grads
 
 
+def _torch_device(dev) -> torch.device:
+    return torch.device("cpu") if dev.kind == "cpu" else torch.device("cuda", dev.index)
+
+
+def _sync(result: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result
+
+
 def _batch_of(state) -> int:
     return (state[0] if isinstance(state, tuple) else state).shape[1]
 
@@ -212,6 +222,11 @@ class TorchBackend(Backend):
             "gpu_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         }
 
+    def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+        dev = _torch_device(parse_device(device))
+        a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+        return best_flops(lambda: _sync(a @ b, dev), 2 * n**3, repeats)
+
     def device_name(self, device: str) -> str | None:
         dev = parse_device(device)
         return torch.cuda.get_device_name(dev.index) if dev.kind == "gpu" else None
@@ -221,7 +236,7 @@ class TorchBackend(Backend):
         mode = self.check_mode(mode)
         dev = parse_device(device)
         require_device(dev, self.devices(), self.framework)
-        torch_device = torch.device("cpu") if dev.kind == "cpu" else torch.device("cuda", dev.index)
+        torch_device = _torch_device(dev)
         if params is None:
             torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
         model = TorchModel(spec, vocab_size, torch_device, mode)

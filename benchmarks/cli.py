@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     _spec_arguments(run)
     run.add_argument("--results", type=Path, default=Path("results/runs"), help="folder for JSON Lines records")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--no-peak", dest="peak", action="store_false",
+                     help="skip measuring the matmul peak (a few seconds) used for utilisation")
     parity = sub.add_parser("parity", help="compare a backend's loss and gradients with the numpy reference")
     _spec_arguments(parity)
     report = sub.add_parser("report", help="turn recorded runs into tables and plots (needs pandas, matplotlib)")
@@ -83,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec, book = resolve_spec(args)
     req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads,
-                     args.data_dir, args.results)
+                     args.data_dir, args.results, args.peak)
     progress = Progress(spec.train.epochs, f"{args.backend} {args.preset}", enabled=None if not args.quiet else False)
     try:
         record = run(req, progress.update)

@@ -21,6 +21,7 @@ from backends import load_backend
 from backends.base import Backend, LanguageModel, parse_device
 from common.batches import train_batches, valid_batches
 from common.corpus import Corpus, load_corpus
+from common.flops import train_flops_per_token
 from common.environment import machine_environment, peak_rss_mb
 from common.metrics import perplexity, steady_state
 from common.params import init_params
@@ -43,6 +44,7 @@ class RunRequest:
     threads: int | None = None
     data_dir: str | None = None
     results_dir: Path = Path("results/runs")
+    measure_peak: bool = True
 
 
 @dataclass
@@ -53,6 +55,8 @@ class RunState:
     status: str = "ok"
     error: str | None = None
     samples: dict[str, str] = field(default_factory=dict)
+    peak_flops: float | None = None
+    vocab_size: int = 0
 
 
 def results_file(req: RunRequest) -> Path:
@@ -71,7 +75,8 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
     train_batches(corpus, req.spec, 0)  # raises SpecError now for sizes that cannot fit
     backend = load_backend(req.backend, req.threads)
     model = build_model(backend, req, len(corpus.vocab))
-    state = RunState()
+    state = RunState(vocab_size=len(corpus.vocab))
+    state.peak_flops = measure_peak(backend, req) if req.measure_peak else None
     try:
         train(model, corpus, req.spec, valid, state, on_epoch)
         if state.status == "ok":
@@ -83,6 +88,14 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
         write_record(req, backend, model, state, started)
         raise
     return write_record(req, backend, model, state, started)
+
+
+def measure_peak(backend: Backend, req: RunRequest) -> float | None:
+    """The device's float32 matmul FLOP/s in this framework, best of a few."""
+    try:
+        return backend.matmul_peak(req.device, n=4096, repeats=3)
+    except NotImplementedError:
+        return None
 
 
 def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageModel:
@@ -138,6 +151,14 @@ def summarise(epochs: list[dict], book: dict, train_s: float) -> dict[str, Any]:
     }
 
 
+def utilisation(spec: RunSpec, vocab_size: int, tok_s: float | None, peak: float | None) -> dict[str, Any]:
+    """Achieved model FLOP/s (common.flops) and its fraction of the measured matmul peak."""
+    per_token = train_flops_per_token(spec.model, vocab_size)
+    achieved = per_token * tok_s if tok_s is not None and math.isfinite(tok_s) else None
+    return {"train_flops_per_token": per_token, "achieved_flops": achieved, "peak_flops": peak,
+            "utilisation": achieved / peak if achieved and peak else None}
+
+
 def time_to_target(epochs: list[dict], book: dict) -> float | None:
     """Training seconds until the preset's metric first reaches its target perplexity."""
     target, metric, elapsed = book.get("target_ppl"), book.get("metric", "train_ppl"), 0.0
@@ -157,6 +178,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     env["framework"] = backend.environment()
     summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs))
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
+    summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))
     record = {
         "schema": SCHEMA, "run_id": new_run_id(), "timestamp": utc_now(),
         "status": state.status, "error": state.error,

@@ -25,6 +25,9 @@ def describe_run(record: dict) -> str:
         ("training time", f"{_fmt(s['train_s'], '.1f')} s (wall {_fmt(s['wall_s'], '.1f')} s, "
                           f"peak memory {_fmt(s['peak_rss_mb'], ',.0f')} MiB)"),
     ]
+    if s.get("utilisation") is not None:
+        rows.append(("utilisation", f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s of a {s['peak_flops'] / 1e9:,.1f} GFLOP/s "
+                                    f"matmul peak ({100 * s['utilisation']:.0f}%)"))
     if s.get("target_ppl") is not None:
         rows.append(("time to target", f"{_fmt(s['time_to_target_s'], '.1f')} s to ppl <= {s['target_ppl']}"))
     rows += [(f"sample '{k}'", v) for k, v in record["samples"].items()]

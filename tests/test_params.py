@@ -52,3 +52,15 @@ def test_check_params_names_the_problem():
     del params["dense.b"]
     with pytest.raises(SpecError, match="missing"):
         check_params(params, model, 5)
+
+
+def test_flops_of_the_books_lstm():
+    from common.flops import forward_flops_per_token, train_flops_per_token
+
+    model = ModelSpec()  # LSTM 2x256, one-hot
+    layer0 = 2 * 1024 * (28 + 256)
+    layer1 = 2 * 1024 * (256 + 256)
+    assert forward_flops_per_token(model, 28) == layer0 + layer1 + 2 * 28 * 256
+    assert train_flops_per_token(model, 28) == 3 * (layer0 + layer1 + 2 * 28 * 256)
+    bi = ModelSpec(cell="gru", num_layers=1, num_hiddens=8, bidirectional=True)
+    assert forward_flops_per_token(bi, 5) == 2 * 2 * 24 * (5 + 8) + 2 * 5 * 16

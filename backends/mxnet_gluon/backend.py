@@ -68,16 +68,28 @@ class MXNetBackend(base.Backend):
         mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(threads))
         self._requested = threads
 
+    def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+        ctx = _context(base.parse_device(device))
+        a, b = mx.nd.random.normal(shape=(n, n), ctx=ctx), mx.nd.random.normal(shape=(n, n), ctx=ctx)
+        return base.best_flops(lambda: mx.nd.dot(a, b).wait_to_read(), 2 * n**3, repeats)
+
+    def device_name(self, device: str) -> str | None:
+        return None  # MXNet has no API for a GPU's model name; the CPU model is read by the harness
+
     def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
               params: Params | None = None, mode: str | None = None) -> base.LanguageModel:
         mode = self.check_mode(mode)
         dev = base.parse_device(device)
         base.require_device(dev, self.devices(), self.framework)
-        ctx = mx.cpu() if dev.kind == "cpu" else mx.gpu(dev.index)
+        ctx = _context(dev)
         if params is not None:
             check_params(params, spec.model, vocab_size)
         model_class = BookModel if mode == "book" else GluonModel
         return model_class(spec, vocab_size, ctx, params, mode)
+
+
+def _context(dev: base.Device):
+    return mx.cpu() if dev.kind == "cpu" else mx.gpu(dev.index)
 
 
 BACKEND = MXNetBackend()
