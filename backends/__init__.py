@@ -29,6 +29,9 @@ BACKENDS = {
 }
 
 
+_THREADS_SET: dict[str, int] = {}
+
+
 def default_threads() -> int:
     return os.cpu_count() or 1
 
@@ -44,7 +47,8 @@ def load_backend(name: str, threads: int | None = None) -> Backend:
     if name not in BACKENDS:
         raise SpecError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
     entry = BACKENDS[name]
-    threads = threads or default_threads()
+    if threads is None:  # keep what an earlier load in this process set: XLA cannot change it
+        threads = _THREADS_SET.get(name) or default_threads()
     prepare_threads(threads)
     try:
         module = importlib.import_module(entry.module)
@@ -56,7 +60,9 @@ def load_backend(name: str, threads: int | None = None) -> Backend:
             f"run it through `nox -s bench-{name}` (it builds its own venv) or `{entry.install}`"
         ) from exc
     backend = module.BACKEND
-    backend.set_threads(threads)
+    if _THREADS_SET.get(name) != threads:
+        backend.set_threads(threads)
+        _THREADS_SET[name] = threads
     return backend
 
 

@@ -1,0 +1,83 @@
+"""`JaxBackend`: devices, environment, threads, modes, and `build`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import flax
+import jax
+import jaxlib
+import numpy as np
+import optax
+
+from backends.base import Backend, best_flops, parse_device, require_device
+from backends.jax_flax import _xla_env
+from backends.jax_flax.model import JaxModel
+from common.params import Params, check_params
+from common.specs import RunSpec
+
+# mode -> lax.scan unroll factor (time steps per loop iteration); measurements in the package docstring.
+UNROLL = {"scan": 1, "scan-unroll": 5}
+
+
+def _gpus() -> list[jax.Device]:
+    """GPU devices, or none when this jaxlib has no GPU backend or sees no GPU."""
+    try:
+        return list(jax.devices("gpu"))
+    except RuntimeError:
+        return []
+
+
+class JaxBackend(Backend):
+    name, framework = "jax", "JAX/Flax"
+    modes, default_mode = tuple(UNROLL), "scan"
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + [f"gpu:{i}" for i in range(len(_gpus()))]
+
+    def set_threads(self, threads: int) -> None:
+        _xla_env.set_threads(threads)
+
+    def environment(self) -> dict[str, Any]:
+        gpus = _gpus()
+        return {
+            "framework": "jax",
+            "version": jax.__version__,
+            "versions": {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+                         "optax": optax.__version__, "numpy": np.__version__},
+            "platform": jax.default_backend(),
+            "platform_version": jax.devices()[0].client.platform_version,
+            "threads": _xla_env.current_threads(),
+            "pjrt_nproc": os.environ.get("PJRT_NPROC"),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "matmul_precision": "highest",
+            "gpu_names": [d.device_kind for d in gpus],
+        }
+
+    def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+        dev = self._device(parse_device(device))
+        with jax.default_matmul_precision("highest"):  # as the models run
+            matmul = jax.jit(lambda a, b: a @ b)
+            a = jax.device_put(np.random.RandomState(0).randn(n, n).astype(np.float32), dev)
+            return best_flops(lambda: matmul(a, a).block_until_ready(), 2 * n**3, repeats)
+
+    def device_name(self, device: str) -> str | None:
+        """The GPU's name (e.g. 'NVIDIA A100'); None for the CPU (the harness knows its model)."""
+        dev = parse_device(device)
+        return self._device(dev).device_kind if dev.kind == "gpu" else None
+
+    def _device(self, dev) -> jax.Device:
+        require_device(dev, self.devices(), self.framework)
+        return jax.devices("cpu")[0] if dev.kind == "cpu" else _gpus()[dev.index]
+
+    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
+              params: Params | None = None, mode: str | None = None) -> JaxModel:
+        mode = self.check_mode(mode)
+        jax_device = self._device(parse_device(device))
+        if params is not None:
+            check_params(params, spec.model, vocab_size)
+        return JaxModel(spec, vocab_size, jax_device, params, mode, UNROLL[mode])
+
+
+BACKEND = JaxBackend()
