@@ -1,4 +1,5 @@
-"""Sessions: `nox -s bench` (all backends, then the report) and `nox -s tests`.
+"""Sessions: `nox -s bench` (all backends, then the report), `nox -s tests` and
+`nox -s microbench` (pytest-benchmark step timings per backend).
 
 Each framework gets its own virtualenv with pinned versions (constraints/), because
 MXNet 1.9.1 needs numpy 1.23 while current JAX needs numpy >= 1.26; the report (pandas,
@@ -83,6 +84,23 @@ def bench_mxnet(session: nox.Session) -> None:
 @nox.session(name="bench-jax", python=PYTHON)
 def bench_jax(session: nox.Session) -> None:
     bench_backend(session, "jax")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("backend", list(BACKENDS), ids=list(BACKENDS))
+def microbench(session: nox.Session, backend: str) -> None:
+    """Micro-benchmarks (pytest-benchmark) of one backend: results/microbench/<backend>.json.
+
+    benchmarks/micro times one training and one generation step per cell and mode, in
+    the backend's own venv; `tests` never collects it. The report reads the JSON."""
+    try:
+        install(session, backend, *TEST_TOOLS)
+    except nox.command.CommandFailed:
+        session.skip(f"{backend}: its virtualenv could not be built here (see the pip output above)")
+    out = Path(__file__).resolve().parent / "results" / "microbench"
+    out.mkdir(parents=True, exist_ok=True)
+    session.run("python", "-m", "pytest", "benchmarks/micro", "--micro-backend", backend,
+                f"--benchmark-json={out / f'{backend}.json'}", *session.posargs, env=data_env())
 
 
 @nox.session(python=PYTHON)

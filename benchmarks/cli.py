@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--no-peak", dest="peak", action="store_false",
                      help="skip measuring the matmul peak (a few seconds) used for utilisation")
+    run.add_argument("--tag", default=None, metavar="NAME",
+                     help="label stored in the record (e.g. `scaling`: the report's scaling curves)")
     parity = sub.add_parser("parity", help="compare a backend's loss and gradients with the numpy reference")
     _spec_arguments(parity)
     report = sub.add_parser("report", help="turn recorded runs into tables and plots (needs pandas, matplotlib)")
@@ -57,6 +59,7 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, default=Path("results"))
         p.add_argument("--since", default=None)
         p.add_argument("--commit", default=None)
+        p.add_argument("--microbench", type=Path, default=None)
         return
     add_report_arguments(p)
 
@@ -85,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec, book = resolve_spec(args)
     req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads,
-                     args.data_dir, args.results, args.peak)
+                     args.data_dir, args.results, args.peak, args.tag)
     progress = Progress(spec.train.epochs, f"{args.backend} {args.preset}", enabled=None if not args.quiet else False)
     try:
         record = run(req, progress.update)

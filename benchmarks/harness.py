@@ -45,6 +45,7 @@ class RunRequest:
     data_dir: str | None = None
     results_dir: Path = Path("results/runs")
     measure_peak: bool = True
+    tag: str | None = None  # a study this run belongs to (e.g. "scaling"), stored as the record's `tag`
 
 
 @dataclass
@@ -184,7 +185,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
         "status": state.status, "error": state.error,
         "backend": backend.name, "mode": model.mode, "mode_default": model.mode == backend.default_mode,
         "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},
-        "preset": req.preset, "threads": env["framework"].get("threads"),
+        "preset": req.preset, "tag": req.tag, "threads": env["framework"].get("threads"),
         "spec": req.spec.to_dict(), "book": req.book,
         "epochs": state.epochs, "summary": summary, "samples": state.samples, "env": env,
     }

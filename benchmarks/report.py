@@ -2,7 +2,9 @@
 
 Runs in its own environment with pandas, matplotlib and tabulate; no framework is
 imported. The tables come from benchmarks.report_tables, the plots from
-benchmarks.report_plots, the Markdown/HTML from benchmarks.report_render.
+benchmarks.report_plots, the Markdown/HTML from benchmarks.report_render; runs tagged
+`scaling` go to their own section (benchmarks.report_scaling), and pytest-benchmark
+JSON from `nox -s microbench` to another (benchmarks.report_micro).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import report_format as fmt
-from benchmarks.report_data import load_runs, parse_time, threads_label, with_group_ids
+from benchmarks import report_micro as micro
+from benchmarks import report_scaling as scaling
+from benchmarks.report_data import load_runs, parse_time, preset_info, split_scaling, threads_label, with_group_ids
 from benchmarks.report_plots import write_plots
 from benchmarks.report_render import to_html, to_markdown
 from benchmarks.report_tables import (
@@ -37,13 +41,21 @@ HOW_TO_READ = (
     "When one row has several records, the latest `ok` one is shown (column `shown`); diverged, interrupted "
     "and failed runs keep their status and never count as the fastest. `vs fastest` is tokens/sec over the "
     "fastest `ok` row of the group.")
+UTILISATION = (
+    "Utilisation: `GFLOP/s` is the model's training FLOPs per token (common.flops: forward = the sum over layers of "
+    "2·G·h·(in + h), plus 2·V·h for the output layer, with G gate blocks (LSTM 4, GRU 3, RNN 1), h hidden units, "
+    "in the layer's input width (V for one-hot) and V the vocabulary; training = 3 × forward) × the median tokens/sec. "
+    "`own peak` is the float32 matmul FLOP/s (4096², best of 3) the run measured in its own framework just before "
+    "training; `of ceiling` = GFLOP/s ÷ the machine's ceiling, the best `own peak` of any framework in the group.")
 
 
-def _intro(runs: pd.DataFrame, results_dir: Path, since: str | None, commit: str | None) -> list[tuple]:
+def _intro(runs: pd.DataFrame, results_dir: Path, since: str | None, commit: str | None,
+           n_scaling: int = 0) -> list[tuple]:
     filters = ([f"since {since}"] if since else []) + ([f"git commit {commit}*"] if commit else [])
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    text = (f"Generated {now} from {len(runs)} record(s) under `{results_dir}`"
-            + (f" (filtered: {', '.join(filters)})" if filters else "") + ".")
+    text = (f"Generated {now} from {len(runs) + n_scaling} record(s) under `{results_dir}`"
+            + (f" (filtered: {', '.join(filters)})" if filters else "")
+            + (f"; {n_scaling} of them tagged `scaling` (section 5 only)" if n_scaling else "") + ".")
     if len(runs):
         text += (f" Records from {runs['timestamp'].min():%Y-%m-%d %H:%M} to {runs['timestamp'].max():%Y-%m-%d %H:%M}"
                  f" UTC; {runs['group'].nunique()} comparison group(s).")
@@ -57,7 +69,7 @@ def _group_heading(rows: pd.DataFrame) -> str:
 
 
 def _throughput_blocks(table: pd.DataFrame, plots: dict[str, list[Path]], out_dir: Path) -> list[tuple]:
-    blocks: list[tuple] = [("h", 2, "1. Throughput and quality")]
+    blocks: list[tuple] = [("h", 2, "1. Throughput and quality"), ("p", UTILISATION)]
     if table.empty:
         return blocks + [("p", "No records.")]
     for gid, rows in table.groupby("group", sort=True):
@@ -92,6 +104,44 @@ def _environment_blocks(table: pd.DataFrame) -> list[tuple]:
     return [("h", 2, "4. Environments"), ("table", fmt.environments(table))]
 
 
+def _scaling_blocks(table: pd.DataFrame, plots: dict[tuple, Path], out_dir: Path) -> list[tuple]:
+    blocks: list[tuple] = [("h", 2, "5. Scaling curves"), (
+        "p", "Runs tagged `scaling` (`nox -s bench -- --suite scaling`): quick-lstm (and quick-gru for the batch "
+             "size) with one size varied at a time, a few epochs each (the first is warm-up). Tokens/sec is the "
+             "median of the later epochs; in brackets its utilisation, GFLOP/s (as in section 1) over the best "
+             "matmul peak measured on that machine with that thread count. Peak MB is the process's peak RSS, "
+             "framework included. The preset's own run is a point of every curve.")]
+    if table.empty:
+        return blocks + [("p", "No scaling runs recorded.")]
+    for (sgroup, preset), rows in table.groupby(["sgroup", "preset"], sort=True):
+        blocks += [("h", 3, scaling.group_title(rows))]
+        if (sgroup, preset) in plots:
+            blocks += [("img", plots[(sgroup, preset)].relative_to(out_dir).as_posix(), f"{sgroup} {preset} scaling")]
+        base = preset_info(preset)[0]
+        for axis, points in (scaling.with_baseline(rows, base) if base else {}).items():
+            blocks += [("p", f"Varying {scaling.AXIS_LABEL[axis]}:"), ("table", scaling.display(points, axis))]
+        other = rows[rows["axis"].eq(scaling.OTHER)]
+        if len(other):
+            blocks += [("p", "Not on a curve (more than one size changed): " + "; ".join(
+                f"{r.backend} {r.mode}: {r.overrides}" for r in other.itertuples()))]
+    return blocks
+
+
+def _micro_blocks(table: pd.DataFrame, folder: Path) -> list[tuple]:
+    blocks: list[tuple] = [("h", 2, "6. Micro-benchmarks"), (
+        "p", f"pytest-benchmark timings from `{folder}` (`nox -s microbench`): one training step (forward, backward, "
+             "clip, update on one batch of 32 × 35) and one greedy generation step (one token) per backend, cell "
+             "and mode at d2l-deep-lstm's shape (2 × 256, one-hot over 28 characters), each call ending with the "
+             "device finished. tok/s = tokens per call ÷ median time; GFLOP/s = tok/s × model FLOPs per token "
+             "(training 3 × forward, generation forward only); `vs fastest` within the same step and cell.")]
+    if table.empty:
+        return blocks + [("p", "No micro-benchmark results.")]
+    for (machine, device, threads), rows in table.groupby(micro.MICRO_KEYS, sort=True):
+        where = "cpu" if str(device).startswith("cpu") else device
+        blocks += [("h", 3, f"{where} on {machine} · {threads_label(int(threads))}"), ("table", micro.display(rows))]
+    return blocks
+
+
 def _sample_blocks(table: pd.DataFrame) -> list[tuple]:
     blocks: list[tuple] = [("h", 2, "Sample generations"),
                            ("p", "Greedy continuations of each prefix by the runs shown in table 1.")]
@@ -100,36 +150,61 @@ def _sample_blocks(table: pd.DataFrame) -> list[tuple]:
     return blocks
 
 
-def _load(results_dir: Path, since: str | None, commit: str | None) -> tuple[pd.DataFrame, list[str]]:
-    """The runs, plus the warnings about skipped lines (also re-issued as warnings)."""
+def _load(results_dir: Path, since: str | None, commit: str | None,
+          micro_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """(main runs with group ids, scaling runs, micro-benchmarks), plus the warnings
+    about skipped input (also re-issued as warnings)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         runs = load_runs(results_dir, since, commit)
+        benches = micro.load_microbench(micro_dir)
     skipped = [str(w.message) for w in caught]
     for message in skipped:
         warnings.warn(message, UserWarning, stacklevel=3)
-    return (with_group_ids(runs) if not runs.empty else runs), skipped
+    main, tagged = split_scaling(runs)
+    return (with_group_ids(main) if not main.empty else main), tagged, benches, skipped
 
 
-def build_report(results_dir: Path, out_dir: Path, since: str | None = None, commit: str | None = None) -> Path:
+def default_micro_dir(results_dir: Path) -> Path:
+    """results/microbench beside results/runs (or beside the one .jsonl file's folder)."""
+    folder = results_dir if results_dir.suffix != ".jsonl" else results_dir.parent
+    return folder.parent / "microbench"
+
+
+def build_report(results_dir: Path, out_dir: Path, since: str | None = None, commit: str | None = None,
+                 micro_dir: Path | None = None) -> Path:
     """Write REPORT.md, REPORT.html, the tables as CSV and the plots; return REPORT.md's path."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    runs, skipped = _load(results_dir, since, commit)
+    micro_dir = Path(micro_dir) if micro_dir else default_micro_dir(results_dir)
+    runs, tagged, benches, skipped = _load(results_dir, since, commit, micro_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = {"throughput": throughput_table(runs), "reproduction": reproduction_table(runs),
-              "time_to_quality": time_to_quality_table(runs), "environments": environments_table(runs)}
+              "time_to_quality": time_to_quality_table(runs), "environments": environments_table(runs),
+              "scaling": scaling.scaling_table(tagged, pd.concat([runs, tagged], ignore_index=True)),
+              "microbench": micro.microbench_table(benches)}
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False)
     plots = write_plots(runs, out_dir / "plots")
-    blocks = (_intro(runs, results_dir, since, commit) + _throughput_blocks(tables["throughput"], plots, out_dir)
+    scaling_plots = scaling.write_scaling_plots(tables["scaling"], _base_specs(tables["scaling"]),
+                                                out_dir / "plots" / "scaling")
+    blocks = (_intro(runs, results_dir, since, commit, len(tagged))
+              + _throughput_blocks(tables["throughput"], plots, out_dir)
               + _reproduction_blocks(tables["reproduction"]) + _quality_blocks(tables["time_to_quality"])
-              + _environment_blocks(tables["environments"]) + _sample_blocks(samples_table(runs)))
+              + _environment_blocks(tables["environments"])
+              + _scaling_blocks(tables["scaling"], scaling_plots, out_dir)
+              + _micro_blocks(tables["microbench"], micro_dir) + _sample_blocks(samples_table(runs)))
     if skipped:
         blocks += [("h", 2, "Skipped input"), ("list", skipped)]
     (out_dir / "REPORT.html").write_text(to_html(blocks, TITLE), encoding="utf-8")
     path = out_dir / "REPORT.md"
     path.write_text(to_markdown(blocks), encoding="utf-8")
     return path
+
+
+def _base_specs(table: pd.DataFrame) -> dict[str, dict]:
+    """preset -> its spec as a dict, for the presets of the scaling runs that have one."""
+    specs = {name: preset_info(name)[0] for name in table["preset"].unique()} if len(table) else {}
+    return {name: spec for name, spec in specs.items() if spec}
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +214,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"where REPORT.md, REPORT.html, the CSVs and plots/ go (default: {DEFAULT_OUT})")
     parser.add_argument("--since", metavar="DATE", help="only records at or after this ISO date/time (UTC)")
     parser.add_argument("--commit", metavar="PREFIX", help="only records whose git commit starts with PREFIX")
+    parser.add_argument("--microbench", type=Path, default=None, metavar="DIR",
+                        help="pytest-benchmark JSON of `nox -s microbench` (default: microbench/ beside --results)")
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -161,7 +238,7 @@ def run_report(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _print_warning
-        path = build_report(args.results, args.out, args.since, args.commit)
+        path = build_report(args.results, args.out, args.since, args.commit, getattr(args, "microbench", None))
     print(f"wrote {path}, {path.with_suffix('.html').name}, CSVs and plots/ in {args.out}")
     return 0
 

@@ -94,6 +94,14 @@ def _tok_stats(record: dict) -> dict[str, float]:
     return stats
 
 
+def utilisation(summary: dict, tok_s: float) -> dict[str, float]:
+    """Model FLOPs per training token (common.flops, recorded by the harness), achieved
+    FLOP/s = that x the median tokens/sec, and the run's own matmul peak; NaN if unknown."""
+    per_token = _num(summary.get("train_flops_per_token"))
+    return {"train_flops_per_token": per_token, "achieved_flops": per_token * tok_s,
+            "peak_flops": _num(summary.get("peak_flops"))}
+
+
 def flatten(record: dict) -> dict[str, Any]:
     """One record as a flat row; raises KeyError/TypeError/ValueError if malformed."""
     env, summary, device = record["env"], record["summary"] or {}, record["device"]
@@ -102,11 +110,13 @@ def flatten(record: dict) -> dict[str, Any]:
     epochs = [e for e in record["epochs"] if isinstance(e, dict)]
     overrides = spec_overrides(spec, base)
     framework = env.get("framework") or {}
+    tok = _tok_stats(record)
     return {
         "run_id": record["run_id"], "timestamp": parse_time(record["timestamp"]),
         "status": record["status"], "error": record.get("error"),
         "backend": record["backend"], "mode": record["mode"], "mode_default": bool(record.get("mode_default")),
         "preset": preset, "preset_label": preset or NO_PRESET, "book": record.get("book") or meta,
+        "tag": record.get("tag") or "",
         "spec": spec, "spec_key": json.dumps(spec, sort_keys=True), "base_spec": base,
         "overrides": overrides if base is not None else spec_summary(spec),
         "overrides_but_epochs": spec_overrides(spec, base, ignore=("epochs",)),
@@ -117,7 +127,7 @@ def flatten(record: dict) -> dict[str, Any]:
         "epoch_list": epochs, "epochs_planned": int((spec.get("train") or {}).get("epochs") or 0),
         "epochs_done": int(summary.get("epochs_done", len(epochs))),
         "final_train_ppl": _num(summary.get("final_train_ppl")), "final_val_ppl": _num(summary.get("final_val_ppl")),
-        **{f"tok_s_{k}": v for k, v in _tok_stats(record).items()},
+        **{f"tok_s_{k}": v for k, v in tok.items()}, **utilisation(summary, tok["median"]),
         **{k: _num(summary.get(k)) for k in ("warmup_s", "train_s", "wall_s", "peak_rss_mb", "target_ppl",
                                              "time_to_target_s")},
         "samples": record.get("samples") or {}, "env": env, "git_commit": env.get("git_commit") or "",
@@ -143,6 +153,15 @@ def load_runs(results_dir: Path, since: str | None = None, commit: str | None = 
     if commit:
         runs = runs[runs["git_commit"].str.startswith(commit)]
     return runs.reset_index(drop=True)
+
+
+def split_scaling(runs: pd.DataFrame, tag: str = "scaling") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the other runs, the runs tagged `tag`): scaling curves get their own section, so
+    their many modified specs never crowd the main tables."""
+    if runs.empty:
+        return runs, runs
+    tagged = runs["tag"].eq(tag)
+    return runs[~tagged].reset_index(drop=True), runs[tagged].reset_index(drop=True)
 
 
 def with_group_ids(runs: pd.DataFrame) -> pd.DataFrame:

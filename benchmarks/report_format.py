@@ -43,6 +43,23 @@ def ratio(x: Any) -> str:
     return "1.00 (fastest)" if abs(x - 1.0) < 1e-12 else f"{x:.2f}"
 
 
+def gflops(x: Any) -> str:
+    """FLOP/s as GFLOP/s."""
+    return DASH if _bad(x) else f"{x / 1e9:,.1f}"
+
+
+def percent(x: Any) -> str:
+    return DASH if _bad(x) else f"{100 * x:.0f}%"
+
+
+def millis(x: Any) -> str:
+    """Seconds as milliseconds, with three significant digits below 10 ms."""
+    if _bad(x):
+        return DASH
+    ms = 1e3 * x
+    return f"{ms:.3g}" if ms < 10 else f"{ms:,.1f}"
+
+
 def spread(lo: Any, hi: Any) -> str:
     return DASH if _bad(lo) or _bad(hi) else f"{lo:,.0f}–{hi:,.0f}"
 
@@ -63,7 +80,9 @@ def throughput(table: pd.DataFrame) -> pd.DataFrame:
         "epochs": both(table, "epochs_done", "epochs_planned", epochs),
         "tok/s (median)": table["tok_s_median"].map(rate),
         "tok/s min–max": both(table, "tok_s_min", "tok_s_max", spread),
-        "tok/s IQR": table["tok_s_iqr"].map(rate), "warm-up s": table["warmup_s"].map(secs),
+        "tok/s IQR": table["tok_s_iqr"].map(rate), "GFLOP/s": table["achieved_flops"].map(gflops),
+        "own peak GFLOP/s": table["peak_flops"].map(gflops), "of ceiling": table["of_ceiling"].map(percent),
+        "warm-up s": table["warmup_s"].map(secs),
         "train ppl": table["final_train_ppl"].map(ppl), "val ppl": table["final_val_ppl"].map(ppl),
         "peak MB": table["peak_rss_mb"].map(rate), "vs fastest": table["vs_fastest"].map(ratio),
     })

@@ -14,8 +14,8 @@ from common.specs import preset_names
 
 THROUGHPUT = ["group", "preset", "machine", "device", "threads", "overrides", "backend", "mode", "mode_default",
               "runs", "shown", "status", "epochs_done", "epochs_planned", "tok_s_median", "tok_s_min", "tok_s_max",
-              "tok_s_iqr", "warmup_s", "final_train_ppl", "final_val_ppl", "peak_rss_mb", "vs_fastest", "run_id",
-              "timestamp"]
+              "tok_s_iqr", "train_flops_per_token", "achieved_flops", "peak_flops", "ceiling_flops", "of_ceiling",
+              "warmup_s", "final_train_ppl", "final_val_ppl", "peak_rss_mb", "vs_fastest", "run_id", "timestamp"]
 REPRODUCTION = ["preset", "source", "metric", "target_ppl", "who", "machine", "device", "threads", "runs",
                 "status", "epochs_done", "epochs_planned", "ppl", "final_train_ppl", "tok_s", "reproduces",
                 "run_id"]
@@ -32,13 +32,26 @@ def _fastest_ratio(rows: pd.DataFrame) -> pd.Series:
     return rows["tok_s_median"] / fastest
 
 
+def ceiling(runs: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Per row of `rows`, the machine's ceiling: the best matmul peak (FLOP/s) any
+    framework measured in any of `runs` sharing the row's `keys` (a peak is valid
+    whatever the run's status); NaN where none was measured."""
+    best = runs.groupby(keys, dropna=False)["peak_flops"].max().rename("_ceiling").reset_index()
+    return rows[keys].merge(best, on=keys, how="left")["_ceiling"].set_axis(rows.index)
+
+
 def throughput_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Table 1: one row per (group, backend, mode), fastest ok first within a group."""
+    """Table 1: one row per (group, backend, mode), fastest ok first within a group.
+
+    Utilisation: achieved FLOP/s = model FLOPs per training token (common.flops) x median
+    tokens/sec; `of_ceiling` = that over the best matmul peak of any framework in the group."""
     if runs.empty:
         return pd.DataFrame(columns=THROUGHPUT)
     rows = pick_rows(runs)
     rows["preset"] = rows["preset_label"]
     rows["vs_fastest"] = _fastest_ratio(rows)
+    rows["ceiling_flops"] = ceiling(runs, rows, ["group"])
+    rows["of_ceiling"] = rows["achieved_flops"] / rows["ceiling_flops"]
     rows["_ok"] = rows["status"].ne("ok")
     rows = rows.sort_values(["group", "_ok", "tok_s_median"], ascending=[True, True, False], na_position="last")
     rows["timestamp"] = rows["timestamp"].map(lambda t: t.isoformat())

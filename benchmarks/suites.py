@@ -3,10 +3,48 @@ imports it before any venv exists).
 
 `default` is the quick answer (LSTM and GRU in every backend, minutes); `book` runs
 the book's configurations in full, plus the book's own training loops (mode `book`)
-for 30 epochs as the throughput baseline those loops set on this machine.
+for 30 epochs as the throughput baseline those loops set on this machine; `scaling`
+varies one size at a time around quick-lstm/quick-gru (see `scaling_runs`).
 """
 
 from __future__ import annotations
+
+import math
+
+SCALING_TAG = "scaling"
+# One size varied at a time around the quick presets' own (batch 32, 35 steps, 2 x 256);
+# the unvaried point (the preset itself) is run once and belongs to every curve.
+SCALING_AXES: dict[str, tuple[int, ...]] = {
+    "batch_size": (1, 4, 16, 64, 128, 256),
+    "num_hiddens": (64, 128, 512, 1024),
+    "num_steps": (10, 70, 140),
+    "num_layers": (1, 3, 4),
+}
+SCALING_PRESETS = {"quick-lstm": tuple(SCALING_AXES), "quick-gru": ("batch_size",)}
+QUICK_SHAPE = {"tokens": 10_000, "batch_size": 32, "num_steps": 35}  # the quick presets' corpus and batches
+SCALING_MIN_STEPS = 8  # timed optimizer steps per point, at least
+
+
+def scaling_epochs(batch_size: int, num_steps: int, shape: dict = QUICK_SHAPE) -> int:
+    """Epochs for one scaling point: one warm-up epoch, then enough for SCALING_MIN_STEPS
+    timed steps and at least two timed epochs (an epoch of sequential batches has
+    ((tokens - num_steps - 1) // batch_size) // num_steps steps at worst, e.g. one at batch 256)."""
+    per_epoch = max(1, ((shape["tokens"] - num_steps - 1) // batch_size) // num_steps)
+    return 1 + max(2, math.ceil(SCALING_MIN_STEPS / per_epoch))
+
+
+def scaling_runs() -> list[dict]:
+    """The `scaling` suite: each preset once as is, then once per varied value, all tagged
+    `scaling` (the report plots them and keeps them out of its main tables)."""
+    runs = []
+    for preset, axes in SCALING_PRESETS.items():
+        points = [("", None)] + [(axis, value) for axis in axes for value in SCALING_AXES[axis]]
+        for axis, value in points:
+            size = {**QUICK_SHAPE, **({axis: value} if axis else {})}
+            args = ["--preset", preset, "--tag", SCALING_TAG,
+                    "--epochs", str(scaling_epochs(size["batch_size"], size["num_steps"]))]
+            runs.append({"args": args + (["--set", f"{axis}={value}"] if axis else [])})
+    return runs
 
 SUITES: dict[str, list[dict]] = {
     "default": [
@@ -22,6 +60,7 @@ SUITES: dict[str, list[dict]] = {
         {"args": ["--preset", "jay-deep"]},
     ],
     "smoke": [{"args": ["--preset", "smoke"]}],
+    "scaling": scaling_runs(),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -15,20 +16,25 @@ pytest.importorskip("tabulate")
 import pandas as pd  # noqa: E402
 
 from benchmarks.report import add_report_arguments, build_report, run_report  # noqa: E402
+from benchmarks.report_scaling import scaling_point  # noqa: E402
+from common.flops import forward_flops_per_token, train_flops_per_token  # noqa: E402
 from common.metrics import steady_state  # noqa: E402
 from common.records import SCHEMA, append_record  # noqa: E402
 from common.specs import load_preset  # noqa: E402
 
 VERSIONS = {"pytorch": "2.3.0", "mxnet": "1.9.1", "jax": "0.4.30"}
 ALPHA = ("alpha", "Intel Xeon E5-2680")
+VOCAB = 28
 BETA = ("beta", "AMD EPYC 7B12")
 
 
 def make_record(backend, mode, *, preset="quick-lstm", status="ok", machine=ALPHA, device=("cpu", 0),
-                tok_s=1000.0, done=None, epochs=None, ppl_end=2.0, day=1, threads=2, commit="abc1234", val=False):
-    """A record as the harness writes it: geometric perplexity decay, warm-up epoch 3x slower."""
+                tok_s=1000.0, done=None, epochs=None, ppl_end=2.0, day=1, threads=2, commit="abc1234", val=False,
+                peak=None, sets=(), tag=None, rss=300.0):
+    """A record as the harness writes it: geometric perplexity decay, warm-up epoch 3x slower;
+    `peak` is the run's matmul FLOP/s, `sets` spec overrides, `tag` the run's tag."""
     spec, meta = load_preset(preset)
-    spec = spec.with_overrides([f"epochs={epochs}"]) if epochs else spec
+    spec = spec.with_overrides([*([f"epochs={epochs}"] if epochs else []), *sets])
     planned = spec.train.epochs
     done = planned if done is None else done
     rows = []
@@ -46,18 +52,23 @@ def make_record(backend, mode, *, preset="quick-lstm", status="ok", machine=ALPH
     tok = steady_state([r["tok_s"] for r in rows])
     kind, index = device
     return {
-        "schema": SCHEMA, "run_id": f"{backend}-{mode}-{preset}-{machine[0]}-{kind}{index}-{status}-{day}-{done}",
+        "schema": SCHEMA, "run_id": f"{backend}-{mode}-{preset}-{machine[0]}-{kind}{index}-{status}-{day}-{done}"
+                                    + "".join(f"-{s}" for s in sets) + (f"-{tag}" if tag else ""),
         "timestamp": f"2024-05-{day:02d}T10:00:00+00:00", "status": status,
         "error": None if status == "ok" else status, "backend": backend, "mode": mode,
         "mode_default": mode in ("eager", "hybridized"),
         "device": {"kind": kind, "index": index, "name": machine[1] if kind == "cpu" else "NVIDIA T4"},
         "preset": preset, "threads": threads, "spec": spec.to_dict(), "epochs": rows,
+        **({"tag": tag} if tag else {}),
         "summary": {"epochs_done": done, "final_train_ppl": rows[-1]["train_ppl"],
                     "final_val_ppl": rows[-1].get("val_ppl"),
                     "tok_s_median": tok["median"], "tok_s_min": tok["min"], "tok_s_max": tok["max"],
                     "tok_s_iqr": tok["iqr"], "warmup_s": rows[0]["seconds"], "train_s": cumulative[-1],
-                    "wall_s": cumulative[-1] + 1, "peak_rss_mb": 300.0, "target_ppl": target,
-                    "time_to_target_s": reached[0] if reached else None},
+                    "wall_s": cumulative[-1] + 1, "peak_rss_mb": rss, "target_ppl": target,
+                    "time_to_target_s": reached[0] if reached else None,
+                    "train_flops_per_token": train_flops_per_token(spec.model, VOCAB),
+                    "achieved_flops": train_flops_per_token(spec.model, VOCAB) * tok["median"],
+                    "peak_flops": peak},
         "samples": {"time traveller": f"time traveller {backend} says |hi| <unk>", "traveller": "traveller x"},
         "env": {"python": "3.11.9", "os": "Linux 6.1", "machine": "x86_64", "hostname": machine[0],
                 "cpu_model": machine[1], "cpu_count": 2, "numpy": "1.26.4", "git_commit": commit,
@@ -76,11 +87,12 @@ def failed_record(backend, mode, **where):
 
 
 RECORDS = [
-    # quick-lstm on alpha's CPU: mxnet is fastest; pytorch ran twice (ok, then diverged)
-    make_record("pytorch", "eager", tok_s=2000.0, day=1),
+    # quick-lstm on alpha's CPU: mxnet is fastest; pytorch ran twice (ok, then diverged);
+    # the best matmul peak (the group's ceiling) comes from mxnet's older run
+    make_record("pytorch", "eager", tok_s=2000.0, day=1, peak=2e11),
     make_record("pytorch", "eager", tok_s=9000.0, status="diverged", done=4, day=3),
-    make_record("mxnet", "hybridized", tok_s=2500.0, day=1),
-    make_record("mxnet", "hybridized", tok_s=3000.0, day=2),
+    make_record("mxnet", "hybridized", tok_s=2500.0, day=1, peak=5e11),
+    make_record("mxnet", "hybridized", tok_s=3000.0, day=2, peak=4e11),
     make_record("mxnet", "eager", tok_s=8000.0, status="interrupted", done=2, day=2),
     make_record("jax", "scan", tok_s=9500.0, status="diverged", done=3, day=2),
     # the same preset on another machine, and on alpha's GPU: separate groups
@@ -95,8 +107,43 @@ RECORDS = [
     make_record("pytorch", "eager", preset="d2l-deep-lstm", tok_s=6100.0, epochs=5, day=5),
     make_record("pytorch", "eager", preset="d2l-deep-lstm", machine=BETA, tok_s=6100.0, epochs=5, day=5),
     make_record("jax", "scan", preset="d2l-deep-lstm", tok_s=4000.0, ppl_end=1.3, day=4),
+    # scaling runs (tagged): never in the main tables; jax's peak is the machine's best
+    make_record("pytorch", "eager", tag="scaling", epochs=3, tok_s=40000.0, rss=500.0),
+    make_record("pytorch", "eager", tag="scaling", epochs=3, sets=["batch_size=1"], tok_s=10000.0, rss=490.0),
+    make_record("jax", "scan", tag="scaling", epochs=3, tok_s=38000.0, peak=6e11, rss=400.0),
+    make_record("jax", "scan", tag="scaling", epochs=3, sets=["batch_size=1"], tok_s=15000.0, rss=410.0),
+    make_record("jax", "scan", tag="scaling", epochs=3, sets=["num_hiddens=1024"], tok_s=4000.0, rss=700.0),
+    make_record("jax", "scan", tag="scaling", epochs=3, sets=["num_hiddens=1024", "batch_size=4"], tok_s=999.0),
+    make_record("pytorch", "eager", preset="quick-gru", tag="scaling", epochs=3, sets=["batch_size=64"],
+                tok_s=50000.0),
     make_record("mxnet", "hybridized", preset="d2l-deep-lstm", status="interrupted", done=7, day=4),
 ]
+SCALING_IDS = {r["run_id"] for r in RECORDS if r.get("tag") == "scaling"}
+
+
+def bench_entry(backend, cell, mode, kind, median, default=False):
+    """One benchmark as pytest-benchmark writes it, with benchmarks/micro's extra_info."""
+    model = load_preset("d2l-deep-lstm")[0].with_overrides([f"cell={cell}"]).model
+    per_token = train_flops_per_token(model, VOCAB) if kind == "train" else forward_flops_per_token(model, VOCAB)
+    return {"group": f"{kind} {cell}", "name": f"{kind}-{backend}-{cell}-{mode}", "params": {"kind": kind},
+            "extra_info": {"backend": backend, "cell": cell, "mode": mode, "mode_default": default, "kind": kind,
+                           "device": "cpu", "threads": 2, "framework_version": VERSIONS[backend],
+                           "tokens_per_call": 1120 if kind == "train" else 1, "flops_per_token": per_token},
+            "stats": {"min": median * 0.9, "max": median * 1.2, "mean": median, "median": median,
+                      "iqr": median * 0.05, "rounds": 20, "iterations": 1}}
+
+
+def bench_file(*benchmarks):
+    return {"machine_info": {"node": "alpha", "cpu": {"brand_raw": ALPHA[1]}}, "benchmarks": list(benchmarks),
+            "datetime": "2024-05-02T10:00:00+00:00", "version": "5.3.1"}
+
+
+MICRO = {
+    "pytorch.json": bench_file(bench_entry("pytorch", "lstm", "eager", "train", 0.028, default=True),
+                               bench_entry("pytorch", "lstm", "compile", "train", 0.0224),
+                               bench_entry("pytorch", "lstm", "eager", "generate", 0.0004, default=True)),
+    "mxnet.json": bench_file(bench_entry("mxnet", "lstm", "hybridized", "train", 0.056, default=True)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +155,10 @@ def results(tmp_path_factory) -> Path:
         '{"schema": "rnnbench/run/1", "run_id": "cut-off\n'  # line 1: broken
         + json.dumps({"hello": "a foreign line"}) + "\n"     # line 2: not ours
         + json.dumps(RECORDS[-1]) + "\n")                    # line 3: still read
+    micro = runs.parent / "microbench"  # where `nox -s microbench` writes, beside runs/
+    micro.mkdir()
+    for name, data in MICRO.items():
+        micro.joinpath(name).write_text(json.dumps(data))
     return runs
 
 
@@ -241,3 +292,109 @@ def test_empty_results_folder(tmp_path):
     path = build_report(tmp_path / "runs", tmp_path / "out")
     assert "0 record(s)" in path.read_text()
     assert (tmp_path / "out" / "throughput.csv").is_file()
+
+
+def test_utilisation_against_the_groups_best_peak(report):
+    table = _csv(report, "throughput")
+    alpha = table[(table["preset"] == "quick-lstm") & table["machine"].str.startswith("alpha")
+                  & table["device"].str.startswith("cpu")].set_index(["backend", "mode"])
+    per_token = train_flops_per_token(load_preset("quick-lstm")[0].model, VOCAB)
+    pt, mx = alpha.loc[("pytorch", "eager")], alpha.loc[("mxnet", "hybridized")]
+    assert pt["train_flops_per_token"] == per_token and pt["achieved_flops"] == pytest.approx(per_token * 2000.0)
+    assert pt["peak_flops"] == 2e11 and mx["peak_flops"] == 4e11  # each run's own peak
+    assert pt["ceiling_flops"] == mx["ceiling_flops"] == 5e11      # the best in the group, any record
+    assert pt["of_ceiling"] == pytest.approx(per_token * 2000.0 / 5e11)
+    assert mx["of_ceiling"] == pytest.approx(per_token * 3000.0 / 5e11)
+    beta = table[table["machine"].str.startswith("beta") & (table["preset"] == "quick-lstm")].iloc[0]
+    assert math.isnan(beta["ceiling_flops"]) and math.isnan(beta["of_ceiling"])  # no peak measured there
+    text = report[0].read_text()
+    assert "| GFLOP/s" in text and "own peak GFLOP/s" in text and "of ceiling" in text
+    assert f"| {per_token * 2000.0 / 1e9:,.1f} " in text and f"| {100 * per_token * 2000.0 / 5e11:.0f}% " in text
+    assert "training = 3 × forward) × the median tokens/sec" in text  # the formula is stated
+
+
+def test_scaling_runs_stay_out_of_the_main_tables(report):
+    for name in ("throughput", "time_to_quality"):
+        assert not set(_csv(report, name)["run_id"]) & SCALING_IDS, name
+    for name in ("throughput", "environments"):
+        assert "quick-gru" not in set(_csv(report, name)["preset"]), name  # only scaling runs used quick-gru
+    assert "batch_size=1" not in report[0].read_text().split("## 5. Scaling curves")[0]
+
+
+def test_scaling_table_places_each_run_on_its_curve(report):
+    table = _csv(report, "scaling")
+    assert set(table["run_id"]) == SCALING_IDS and set(table["sgroup"]) == {"S1"}
+    lstm = table[table["preset"] == "quick-lstm"]
+    points = sorted(zip(lstm["backend"], lstm["axis"], lstm["value"].fillna(-1), strict=True))
+    assert points == [("jax", "batch_size", 1.0, ), ("jax", "num_hiddens", 1024.0), ("jax", "other", -1),
+                      ("jax", "preset", -1), ("pytorch", "batch_size", 1.0), ("pytorch", "preset", -1)]
+    jax_base = lstm[(lstm["backend"] == "jax") & (lstm["axis"] == "preset")].iloc[0]
+    per_token = train_flops_per_token(load_preset("quick-lstm")[0].model, VOCAB)
+    assert jax_base["ceiling_flops"] == 6e11  # the machine's best peak, scaling runs included
+    assert jax_base["of_ceiling"] == pytest.approx(per_token * 38000.0 / 6e11)
+    gru = table[table["preset"] == "quick-gru"].iloc[0]
+    assert (gru["cell"], gru["axis"], gru["value"]) == ("gru", "batch_size", 64.0)
+
+
+def test_scaling_section_tables_and_plots(report):
+    path = report[0]
+    text = path.read_text()
+    section = text.split("## 5. Scaling curves")[1].split("## 6.")[0]
+    pngs = sorted((path.parent / "plots" / "scaling").glob("*.png"))
+    assert [p.name for p in pngs] == ["S1-quick-gru-scaling.png", "S1-quick-lstm-scaling.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    for png in pngs:
+        assert f"](plots/scaling/{png.name})" in section
+    per_token = train_flops_per_token(load_preset("quick-lstm")[0].model, VOCAB)
+    share = f"{100 * per_token * 15000.0 / 6e11:.0f}%"
+    assert "Varying batch size:" in section and "Varying hidden units:" in section
+    assert "| jax tok/s (of ceiling)" in section and "| pytorch peak MB" in section
+    assert "| 1 " in section and f"15,000 ({share})" in section and "| 410 " in section
+    assert "| 32 " in section and "40,000" in section  # the preset's own run is on every curve
+    assert "Not on a curve" in section and "batch_size=4" in section and "num_hiddens=1024" in section
+
+
+def test_scaling_point():
+    base = load_preset("quick-lstm")[0].to_dict()
+    spec = load_preset("quick-lstm")[0].with_overrides(["epochs=3"]).to_dict()
+    assert scaling_point(spec, base)[0] == "preset"
+    spec = load_preset("quick-lstm")[0].with_overrides(["epochs=3", "num_layers=4"]).to_dict()
+    assert scaling_point(spec, base) == ("num_layers", 4.0)
+    spec = load_preset("quick-lstm")[0].with_overrides(["lr=1"]).to_dict()
+    assert scaling_point(spec, base)[0] == "other"
+    assert scaling_point(spec, None)[0] == "other"
+
+
+def test_microbench_table_and_section(report):
+    table = _csv(report, "microbench").set_index(["backend", "mode", "kind"])
+    eager = table.loc[("pytorch", "eager", "train")]
+    assert eager["tok_s"] == pytest.approx(1120 / 0.028)
+    assert eager["flops_s"] == pytest.approx(1120 / 0.028 * eager["flops_per_token"])
+    assert table.loc[("pytorch", "compile", "train"), "vs_fastest"] == pytest.approx(1.0)
+    assert eager["vs_fastest"] == pytest.approx(0.0224 / 0.028)
+    assert table.loc[("mxnet", "hybridized", "train"), "vs_fastest"] == pytest.approx(0.0224 / 0.056)
+    assert table.loc[("pytorch", "eager", "generate"), "vs_fastest"] == pytest.approx(1.0)  # own step kind
+    assert list(_csv(report, "microbench")["kind"]) == ["train"] * 3 + ["generate"]
+    section = re.sub(r" +", " ", report[0].read_text().split("## 6. Micro-benchmarks")[1].split("## Sample")[0])
+    assert "cpu on alpha (Intel Xeon E5-2680) · 2 threads" in section
+    assert "| train | lstm | pytorch | compile | 22.4 |" in section
+    assert "| train | lstm | pytorch | eager (default) | 28.0 | 25.2 | 1120 | 40,000 | 197.3 | 0.80 |" in section
+    assert "| generate | lstm | pytorch | eager (default) | 0.4 | 0.36 | 1 | 2,500 |" in section
+
+
+def test_microbench_skips_foreign_and_broken_json(tmp_path):
+    (tmp_path / "runs").mkdir()
+    micro = tmp_path / "microbench"
+    micro.mkdir()
+    micro.joinpath("broken.json").write_text("{not json")
+    foreign = bench_file(bench_entry("jax", "gru", "scan", "train", 0.02))
+    foreign["benchmarks"].append({"name": "test_other", "extra_info": {}, "stats": {"median": 1.0}})
+    micro.joinpath("jax.json").write_text(json.dumps(foreign))
+    with pytest.warns(UserWarning) as caught:
+        path = build_report(tmp_path / "runs", tmp_path / "out")
+    messages = [str(w.message) for w in caught]
+    assert any("broken.json" in m and "not pytest-benchmark JSON" in m for m in messages)
+    assert any("'test_other'" in m and "not an rnnbench micro-benchmark" in m for m in messages)
+    assert len(_csv((path,), "microbench")) == 1
+    assert "No micro-benchmark results." not in path.read_text()
+    assert "No scaling runs recorded." in path.read_text()
