@@ -10,9 +10,8 @@ import importlib
 import os
 from dataclasses import dataclass
 
-from common.errors import BackendUnavailable, SpecError
-
 from backends.base import Backend
+from common.errors import BackendUnavailable, SpecError
 
 
 @dataclass(frozen=True)

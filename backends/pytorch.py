@@ -172,7 +172,8 @@ class TorchModel(LanguageModel):
 
     def set_params(self, params: Params) -> None:
         check_params(params, self.spec.model, self.vocab_size)
-        sd = {tname: torch.as_tensor(np.asarray(params[canon]), dtype=self.dtype) for canon, tname in self.names.items()}
+        sd = {tname: torch.as_tensor(np.asarray(params[canon]), dtype=self.dtype)
+              for canon, tname in self.names.items()}
         self.net.load_state_dict(sd)
         self._make_optimizer()
 

@@ -48,7 +48,8 @@ def _spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any spec field, e.g. --set cell=gru --set train.lr=1 (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
-    p.add_argument("--data-dir", default=None, help="folder with the data files (default: $RNNBENCH_DATA, then the cache)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the data files (default: $RNNBENCH_DATA, then the cache)")
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:

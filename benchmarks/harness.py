@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import math
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from backends import load_backend
+from backends import default_threads, load_backend
 from backends.base import Backend, LanguageModel, parse_device
 from common.batches import train_batches, valid_batches
 from common.corpus import Corpus, load_corpus
-from common.flops import train_flops_per_token
 from common.environment import machine_environment, peak_rss_mb
+from common.flops import train_flops_per_token
 from common.metrics import perplexity, steady_state
 from common.params import init_params
 from common.records import SCHEMA, append_record, new_run_id, utc_now
@@ -172,11 +173,22 @@ def time_to_target(epochs: list[dict], book: dict) -> float | None:
     return None
 
 
+def thread_warnings(req: RunRequest, framework_env: dict) -> list[str]:
+    """Thread fairness: say so when a framework runs with other than the asked threads."""
+    asked, used = req.threads or default_threads(), framework_env.get("threads")
+    if used is not None and used != asked:
+        message = f"{req.backend} used {used} intra-op threads, {asked} were asked: comparisons are not like for like"
+        print(f"warning: {message}", file=sys.stderr)
+        return [message]
+    return []
+
+
 def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state: RunState,
                  started: float) -> dict[str, Any]:
     dev = parse_device(req.device)
     env = machine_environment()
     env["framework"] = backend.environment()
+    warnings = thread_warnings(req, env["framework"])
     summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs))
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
     summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))
@@ -187,7 +199,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
         "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},
         "preset": req.preset, "tag": req.tag, "threads": env["framework"].get("threads"),
         "spec": req.spec.to_dict(), "book": req.book,
-        "epochs": state.epochs, "summary": summary, "samples": state.samples, "env": env,
+        "warnings": warnings, "epochs": state.epochs, "summary": summary, "samples": state.samples, "env": env,
     }
     append_record(results_file(req), record)
     return record

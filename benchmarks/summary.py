@@ -15,7 +15,8 @@ def describe_run(record: dict) -> str:
     where = f"{dev['kind']}{'' if dev['kind'] == 'cpu' else ':' + str(dev['index'])} ({dev['name']})"
     rows = [
         ("run", f"{record['backend']} / {record['mode']} on {where}, {record['threads']} threads"),
-        ("preset", f"{record['preset']}  status: {record['status']}" + (f" ({record['error']})" if record["error"] else "")),
+        ("preset", f"{record['preset']}  status: {record['status']}"
+                   + (f" ({record['error']})" if record["error"] else "")),
         ("epochs", f"{s['epochs_done']} of {record['spec']['train']['epochs']}"),
         ("train perplexity", _fmt(s["final_train_ppl"])),
         ("valid perplexity", _fmt(s["final_val_ppl"])),
@@ -26,7 +27,8 @@ def describe_run(record: dict) -> str:
                           f"peak memory {_fmt(s['peak_rss_mb'], ',.0f')} MiB)"),
     ]
     if s.get("utilisation") is not None:
-        rows.append(("utilisation", f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s of a {s['peak_flops'] / 1e9:,.1f} GFLOP/s "
+        rows.append(("utilisation", f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s of a "
+                                    f"{s['peak_flops'] / 1e9:,.1f} GFLOP/s "
                                     f"matmul peak ({100 * s['utilisation']:.0f}%)"))
     if s.get("target_ppl") is not None:
         rows.append(("time to target", f"{_fmt(s['time_to_target_s'], '.1f')} s to ppl <= {s['target_ppl']}"))

@@ -52,7 +52,8 @@ def test_book_presets_load_with_their_settings():
     assert spec.data.max_tokens == 10000 and book["target_ppl"] == 1.1
     assert {r["framework"] for r in book["results"]} == {"mxnet", "pytorch"}
     spec, _ = load_preset("d2l-deep-gru")
-    assert (spec.train.sampling, spec.train.batch_size, spec.data.num_train, spec.data.num_val) == ("windows", 1024, 10000, 5000)
+    got = (spec.train.sampling, spec.train.batch_size, spec.data.num_train, spec.data.num_val)
+    assert got == ("windows", 1024, 10000, 5000)
     spec, _ = load_preset("jay-gru")
     assert (spec.train.optimizer, spec.train.lr, spec.train.clip) == ("adam", 0.01, 0.01)
 
