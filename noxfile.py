@@ -115,7 +115,7 @@ def bench(session: nox.Session) -> None:
     """Every backend, one after another with the same threads, then the report."""
     for backend in BACKENDS:
         session.notify(f"bench-{backend}", session.posargs)
-    session.notify("report")
+    session.notify("report", [])  # the suite arguments are not the report's
 
 
 @nox.session(python=PYTHON)
