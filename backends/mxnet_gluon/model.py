@@ -9,18 +9,9 @@ import numpy as np
 
 from backends import base
 from backends.mxnet_gluon._framework import autograd, mx, nd
-from backends.mxnet_gluon.nets import (
-    GLUON_DIRS,
-    GLUON_TENSORS,
-    BookLoss,
-    BookNet,
-    LossNet,
-    Net,
-    rnn_param,
-    uses_native_rnn_kernel,
-)
+from backends.mxnet_gluon.nets import BookLoss, BookNet, LossNet, Net, rnn_params, uses_native_rnn_kernel
 from backends.mxnet_gluon.optim import book_grad_clipping, clip_on_device, make_trainer
-from common.params import Params, check_params, param_shapes, rnn_key
+from common.params import Params, check_params, param_shapes
 from common.specs import RunSpec
 
 
@@ -73,14 +64,11 @@ class GluonModel(base.LanguageModel):
         return net
 
     def _param_map(self) -> dict[str, Any]:
-        """Canonical name -> Gluon Parameter (`l0_i2h_weight`, `r0_h2h_bias`, ...), in
+        """Canonical name -> Gluon Parameter or FlatView (`data`, `grad`, `set_data`), in
         canonical order. Shapes and gate order (i,f,g,o / r,z,n) are cuDNN's in both."""
         net, m = self.net, self.spec.model
         out = {"embed.w": net.embed.weight} if net.embed is not None else {}
-        for layer in range(m.num_layers):
-            for d in range(m.num_directions):
-                for tensor, gluon_name in GLUON_TENSORS.items():
-                    out[rnn_key(layer, d, tensor)] = rnn_param(net.rnn, layer, GLUON_DIRS[d], gluon_name)
+        out.update(rnn_params(net.rnn, m, self.vocab_size))
         out["dense.w"], out["dense.b"] = net.dense.weight, net.dense.bias
         assert list(out) == list(param_shapes(m, self.vocab_size)), "parameter map out of canonical order"
         return out
@@ -108,7 +96,8 @@ class GluonModel(base.LanguageModel):
         return logits[-1], new_state
 
     def _grads(self) -> list:
-        return [p.grad(self.ctx) for p in self._params.values()]
+        """The trained arrays' gradients (the flat buffer whole, not its views)."""
+        return [p.grad(self.ctx) for p in self.net.collect_params().values() if p.grad_req != "null"]
 
     # -- the interface
 
@@ -168,7 +157,7 @@ class GluonModel(base.LanguageModel):
         with autograd.record():
             loss, _ = self._loss(X, Y, self._zeros(X.shape[0]))
         loss.backward()
-        grads = {name: g.asnumpy() for name, g in zip(self._params, self._grads(), strict=True)}
+        grads = {name: p.grad(self.ctx).asnumpy() for name, p in self._params.items()}
         return float(loss.asnumpy()[0]), grads
 
 

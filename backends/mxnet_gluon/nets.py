@@ -1,12 +1,14 @@
-"""The networks: Gluon's fused recurrent layer between one-hot/embedding input and a
-dense output, the loss, d2l 0.17's `RNNModel`, and the parameter names they use."""
+"""The networks: a fused recurrent layer (flat.FlatRNN, or a stack of Gluon's) between
+one-hot/embedding input and a dense output, the loss, d2l 0.17's `RNNModel`, and the
+parameter names they use."""
 
 from __future__ import annotations
 
 import os
 
 from backends.mxnet_gluon._framework import gluon, mx, nd, nn, rnn
-from common.params import layer_input_size
+from backends.mxnet_gluon.flat import FlatRNN
+from common.params import layer_input_size, rnn_key
 from common.specs import RunSpec
 
 GLUON_DIRS = ("l", "r")  # Gluon's names for the forward/backward direction
@@ -70,17 +72,20 @@ class LayerStack(gluon.HybridBlock):
 
 
 def recurrent_layer(spec: RunSpec, vocab_size: int, dtype: str, stacked: bool):
-    """One fused multi-layer layer, or the per-layer stack (see uses_native_rnn_kernel)."""
+    """The per-layer stack (see uses_native_rnn_kernel), else one fused multi-layer
+    layer on a single flat parameter buffer (FlatRNN: no per-step re-packing)."""
     if stacked and spec.model.num_layers > 1:
         return LayerStack(spec, vocab_size, dtype)
-    return fused_layer(spec, spec.model.num_layers, layer_input_size(spec.model, vocab_size, 0), dtype)
+    return FlatRNN(spec.model, vocab_size, dtype)
 
 
-def rnn_param(block, layer: int, direction: str, name: str):
-    """Gluon Parameter `{l|r}{layer}_{i2h|h2h}_{weight|bias}` of a fused layer or stack."""
-    if isinstance(block, LayerStack):
-        return block.param(layer, direction, name)
-    return getattr(block, f"{direction}{layer}_{name}")
+def rnn_params(block, model, vocab_size: int) -> dict:
+    """Canonical recurrent name -> Gluon Parameter (stack) or FlatView (flat layer)."""
+    if isinstance(block, FlatRNN):
+        return block.views()
+    return {rnn_key(layer, d, tensor): block.param(layer, GLUON_DIRS[d], gluon_name)
+            for layer in range(model.num_layers) for d in range(model.num_directions)
+            for tensor, gluon_name in GLUON_TENSORS.items()}
 
 
 class Net(gluon.HybridBlock):
