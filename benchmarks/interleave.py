@@ -14,9 +14,9 @@ import statistics
 import time
 
 from backends import load_backend
+from benchmarks.harness import RunRequest, build_model
 from common.batches import train_batches
 from common.corpus import load_corpus
-from common.params import init_params
 from common.specs import load_preset
 
 WARMUP = 2
@@ -28,7 +28,7 @@ def interleave(backend_name: str, modes: list[str], preset: str, epochs: int, th
     spec, _ = load_preset(preset)
     corpus = load_corpus(spec.data, data_dir)
     V = len(corpus.vocab)
-    models = {m: backend.build(spec, V, "cpu", init_params(spec.model, V, spec.train.seed), m) for m in modes}
+    models = {m: build_model(backend, RunRequest(backend_name, spec, mode=m), V) for m in modes}
     rates: dict[str, list[float]] = {m: [] for m in modes}
     for epoch in range(epochs):
         batches = train_batches(corpus, spec, epoch)

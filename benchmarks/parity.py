@@ -14,13 +14,6 @@ from common.corpus import load_corpus
 from common.params import init_params
 from common.specs import RunSpec
 
-TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
-
-
-def relative_error(got: np.ndarray, want: np.ndarray) -> float:
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
-
 
 def check(backend_name: str, spec: RunSpec, device: str, data_dir: str | None, threads: int | None) -> dict:
     """Largest relative errors of the loss and of each gradient tensor."""
@@ -33,9 +26,9 @@ def check(backend_name: str, spec: RunSpec, device: str, data_dir: str | None, t
     loss, grads = backend.build(spec, V, device, params).loss_and_grads(X, Y)
     ref_loss, ref_grads, _ = reference.loss_and_grads(
         {k: v.astype(np.float64) for k, v in params.items()}, spec.model, X, Y)
-    errors = {name: relative_error(grads[name], ref_grads[name]) for name in ref_grads}
+    errors = {name: reference.relative_error(grads[name], ref_grads[name]) for name in ref_grads}
     return {"loss": abs(loss - ref_loss) / abs(ref_loss), "grads": errors,
-            "tolerance": TOLERANCE[spec.train.dtype], "shape": X.shape}
+            "tolerance": reference.PARITY_TOLERANCE[spec.train.dtype], "shape": X.shape}
 
 
 def print_report(backend_name: str, result: dict) -> bool:

@@ -22,6 +22,15 @@ from common.specs import ModelSpec
 
 State = tuple[np.ndarray, ...]
 
+# How close a backend must come to this reference (largest relative error).
+PARITY_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
+
+
+def relative_error(got, want) -> float:
+    """Largest absolute difference over the largest magnitude of `want`."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (np.tanh(0.5 * x) + 1.0)

@@ -47,11 +47,6 @@ def batches(seed: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def rel_err(got, want) -> float:
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
-
-
 def as64(params):
     return {k: v.astype(np.float64) for k, v in params.items()}
 
@@ -71,9 +66,9 @@ def test_modes_agree_with_each_other_and_the_reference(cell):
     want, _ = reference.train_trajectory(as64(params), spec.model, spec.train, data)
     got = {mode: step_losses(spec, params, mode, data) for mode in BACKEND.modes}
     for mode, losses in got.items():
-        assert rel_err(losses, want) <= 1e-5, mode
+        assert reference.relative_error(losses, want) <= 1e-5, mode
     assert got["hybridized"] == got["imperative"]
-    assert rel_err(got["book"], got["imperative"]) <= 1e-6
+    assert reference.relative_error(got["book"], got["imperative"]) <= 1e-6
 
 
 @pytest.mark.parametrize("mode", ["imperative", "hybridized", "book"])
@@ -91,7 +86,7 @@ def test_float64_sequential_epoch_is_exact(mode, optimizer, lr):
     assert stats.tokens == 4 * BATCH * STEPS
     assert abs(stats.loss_sum / stats.tokens - np.mean(want)) / np.mean(want) <= 1e-9
     got = model.get_params()
-    assert max(rel_err(got[k], final[k]) for k in final) <= 1e-9
+    assert max(reference.relative_error(got[k], final[k]) for k in final) <= 1e-9
 
 
 @pytest.mark.parametrize("mode", ["imperative", "book"])
@@ -103,7 +98,7 @@ def test_evaluate_predict_and_grads_in_other_modes(mode):
     ref_loss, ref_grads, _ = reference.loss_and_grads(as64(params), spec.model, X, Y)
     loss, grads = model.loss_and_grads(X, Y)
     assert abs(loss - ref_loss) / ref_loss <= 1e-5
-    assert max(rel_err(grads[k], ref_grads[k]) for k in ref_grads) <= 1e-4
+    assert max(reference.relative_error(grads[k], ref_grads[k]) for k in ref_grads) <= 1e-4
     assert abs(model.evaluate([(X, Y)]).loss_sum / X.size - ref_loss) / ref_loss <= 1e-5
     assert model.predict([4, 0, 2], 6) == reference.predict(as64(params), spec.model, [4, 0, 2], 6)
     assert model.predict([1], 0) == []

@@ -18,7 +18,7 @@ from common.params import init_params
 from common.specs import ModelSpec, RunSpec, TrainSpec
 
 VOCAB, BATCH, STEPS, HIDDEN = 7, 3, 5, 8
-TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
+TOLERANCE = reference.PARITY_TOLERANCE
 
 
 @pytest.fixture(params=list(BACKENDS), scope="module")
@@ -40,11 +40,6 @@ def batch(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random inputs; targets follow from them (x+1 mod V), so training can learn."""
     X = np.random.RandomState(seed).randint(0, VOCAB, (BATCH, STEPS)).astype(np.int32)
     return X, (X + 1) % VOCAB
-
-
-def rel_err(got, want) -> float:
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
 
 
 def as64(params):
@@ -69,7 +64,7 @@ def test_loss_and_grads_match_reference(backend, cell, layers, bidirectional, in
     ref_loss, ref_grads, _ = reference.loss_and_grads(as64(params), spec.model, X, Y)
     assert set(grads) == set(ref_grads)
     assert abs(loss - ref_loss) / ref_loss <= TOLERANCE[dtype]
-    worst = max(rel_err(grads[k], ref_grads[k]) for k in ref_grads)
+    worst = max(reference.relative_error(grads[k], ref_grads[k]) for k in ref_grads)
     assert worst <= TOLERANCE[dtype], f"largest gradient relative error {worst:.2e}"
 
 
@@ -93,7 +88,7 @@ def test_twenty_sgd_steps_track_reference(backend, cell):
     batches = [batch(100 + i) for i in range(20)]
     got = [model.train_epoch([b]).loss_sum / (BATCH * STEPS) for b in batches]
     want, _ = reference.train_trajectory(as64(params), spec.model, spec.train, batches)
-    assert rel_err(got, want) <= 1e-4
+    assert reference.relative_error(got, want) <= 1e-4
     assert np.abs(np.diff(want)).max() > 1e-2  # the steps really move the loss
 
 
@@ -109,7 +104,7 @@ def test_sequential_epoch_carries_state(backend, optimizer, lr):
     assert stats.tokens == 10 * BATCH * STEPS
     assert abs(stats.loss_sum / stats.tokens - np.mean(want)) / np.mean(want) <= 1e-4
     got = model.get_params()
-    assert max(rel_err(got[k], final[k]) for k in final) <= 1e-3
+    assert max(reference.relative_error(got[k], final[k]) for k in final) <= 1e-3
 
 
 def test_evaluate_and_predict_match_reference(backend):
