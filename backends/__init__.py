@@ -1,7 +1,8 @@
 """Backend registry: a backend is loaded by name, its framework imported only then.
 
 Thread settings that frameworks read once at import (OpenMP, XLA) are put in the
-environment before the import, so every framework starts with the same count.
+environment before the import, so every framework starts with the same count; the
+heap setting of `backends.heap` is applied to every backend's process alike.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from backends.base import Backend
+from backends.heap import keep_freed_memory
 from common.errors import BackendUnavailable, SpecError
 
 
@@ -49,6 +51,7 @@ def load_backend(name: str, threads: int | None = None) -> Backend:
     if threads is None:  # keep what an earlier load in this process set: XLA cannot change it
         threads = _THREADS_SET.get(name) or default_threads()
     prepare_threads(threads)
+    keep_freed_memory()
     try:
         module = importlib.import_module(entry.module)
     except ImportError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import platform
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 from backends import default_threads, load_backend
 from backends.base import Backend, LanguageModel, parse_device
+from backends.heap import heap_settings
 from common.batches import train_batches, valid_batches
 from common.corpus import Corpus, load_corpus
 from common.environment import machine_environment, peak_rss_mb
@@ -111,11 +113,12 @@ def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: Run
     """Timed epochs; stops early (status `diverged`) at the first non-finite loss."""
     for epoch in range(spec.train.epochs):
         batches = train_batches(corpus, spec, epoch)
-        tic = time.perf_counter()
+        usage, tic = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         stats = model.train_epoch(batches)
         seconds = time.perf_counter() - tic
         row = {"epoch": epoch + 1, "train_ppl": perplexity(stats.loss_sum, stats.tokens),
-               "tokens": stats.tokens, "seconds": seconds, "tok_s": stats.tokens / seconds}
+               "tokens": stats.tokens, "seconds": seconds, "tok_s": stats.tokens / seconds,
+               **process_usage(usage)}
         if valid:
             val = model.evaluate(valid)
             row["val_ppl"] = perplexity(val.loss_sum, val.tokens)
@@ -125,6 +128,15 @@ def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: Run
             state.status = "diverged"
             state.error = f"loss became {row['train_ppl']} at epoch {epoch + 1}: lower lr or clip"
             return
+
+
+def process_usage(before: resource.struct_rusage) -> dict[str, float]:
+    """This process's CPU time (user, system) and minor page faults since `before`: the
+    system time and faults show allocator churn, and CPU over wall time shows whether
+    the threads were busy or waiting (a loaded machine)."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user_s": now.ru_utime - before.ru_utime, "sys_s": now.ru_stime - before.ru_stime,
+            "minor_faults": now.ru_minflt - before.ru_minflt}
 
 
 def samples(model: LanguageModel, corpus: Corpus, spec: RunSpec) -> dict[str, str]:
@@ -188,6 +200,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     dev = parse_device(req.device)
     env = machine_environment()
     env["framework"] = backend.environment()
+    env["heap"] = heap_settings()
     warnings = thread_warnings(req, env["framework"])
     summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs))
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())

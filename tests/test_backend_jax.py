@@ -7,6 +7,7 @@ checked by the shared tests/test_parity.py; this module checks what only JAX has
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ pytest.importorskip("optax")
 import jax  # noqa: E402
 
 from backends import load_backend  # noqa: E402
+from common import reference  # noqa: E402
 from common.errors import DeviceUnavailable, SpecError  # noqa: E402
 from common.params import init_params, param_shapes  # noqa: E402
 from common.specs import ModelSpec, RunSpec, TrainSpec  # noqa: E402
@@ -182,3 +184,101 @@ def test_xla_environment_threads_and_flags(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", f"{scheduler}=true")  # the user's choice wins
     _xla_env.configure(None)
     assert os.environ["XLA_FLAGS"] == f"{scheduler}=true" and os.environ["PJRT_NPROC"] == "2"
+
+
+# ---- the "wavefront" mode (backends/jax_flax/wavefront.py) against the numpy reference ----
+
+def wave_spec(cell="lstm", layers=2, dtype="float32", steps=STEPS, **train) -> RunSpec:
+    model = ModelSpec(cell=cell, num_layers=layers, num_hiddens=8)
+    defaults = dict(batch_size=BATCH, num_steps=steps, lr=1.0, clip=1.0, epochs=1, dtype=dtype)
+    return RunSpec(model=model, train=TrainSpec(**{**defaults, **train}))
+
+
+def as64(params):
+    return {k: v.astype(np.float64) for k, v in params.items()}
+
+
+def random_state(spec: RunSpec, seed: int):
+    """A nonzero initial state shaped like `reference.zero_state`, in the spec's dtype."""
+    shapes = [s.shape for s in reference.zero_state(spec.model, BATCH, np.float64)]
+    rng = np.random.RandomState(seed)
+    return tuple((0.5 * rng.randn(*shape)).astype(spec.train.dtype) for shape in shapes)
+
+
+def apply_net(model, X, state):
+    """Logits and final state of a built model, from the given initial state."""
+    with model._context():
+        return jax.device_get(model._net.apply({"params": model._params}, X, state, False))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell,layers,steps", [(c, n, STEPS) for c in ("rnn", "gru", "lstm") for n in (2, 3)]
+                         + [("gru", 3, 2), ("lstm", 3, 1)])  # fewer steps than layers: no steady part
+def test_wavefront_loss_and_grads_match_reference(backend, cell, layers, steps, dtype):
+    spec = wave_spec(cell, layers, dtype, steps)
+    params = init_params(spec.model, VOCAB, seed=3, dtype=dtype)
+    model = backend.build(spec, VOCAB, "cpu", params, "wavefront")
+    X = np.random.RandomState(4).randint(0, VOCAB, (BATCH, steps)).astype(np.int32)
+    Y = (X + 1) % VOCAB
+    loss, grads = model.loss_and_grads(X, Y)
+    ref_loss, ref_grads, _ = reference.loss_and_grads(as64(params), spec.model, X, Y)
+    assert set(grads) == set(ref_grads)
+    assert abs(loss - ref_loss) / ref_loss <= reference.PARITY_TOLERANCE[dtype]
+    worst = max(reference.relative_error(grads[k], ref_grads[k]) for k in ref_grads)
+    assert worst <= reference.PARITY_TOLERANCE[dtype], f"largest gradient relative error {worst:.2e}"
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_wavefront_sequential_epoch_carries_state(backend, cell):
+    """Ten sequential batches (state carried across them): summed loss and final parameters."""
+    spec = wave_spec(cell, 3, sampling="sequential")
+    params = init_params(spec.model, VOCAB, seed=9)
+    model = backend.build(spec, VOCAB, "cpu", params, "wavefront")
+    data = [(X, (X + 1) % VOCAB) for X, _ in batches(70, 10)]
+    stats = model.train_epoch(data)
+    want, final = reference.train_trajectory(as64(params), spec.model, spec.train, data)
+    assert abs(stats.loss_sum / stats.tokens - np.mean(want)) / np.mean(want) <= 1e-4
+    got = model.get_params()
+    assert max(reference.relative_error(got[k], final[k]) for k in final) <= 1e-3
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_wavefront_final_state_and_state_gradients_equal_scan(backend, cell):
+    """From a nonzero initial state: logits and final state equal the scan mode's (and the
+    reference's), and so do the gradients w.r.t. the initial state (float64)."""
+    spec = wave_spec(cell, 3, "float64")
+    params = init_params(spec.model, VOCAB, seed=12, dtype="float64")
+    X = batches(80, 1)[0][0]
+    state = random_state(spec, 13)
+    scan, wave = (backend.build(spec, VOCAB, "cpu", params, mode) for mode in ("scan", "wavefront"))
+    (logits_s, final_s), (logits_w, final_w) = apply_net(scan, X, state), apply_net(wave, X, state)
+    ref = reference.forward(params, spec.model, X, state)
+    np.testing.assert_allclose(logits_w, logits_s, rtol=1e-12, atol=1e-12)
+    for got, want, ref_final in zip(final_w, final_s, ref.state, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got, ref_final, rtol=1e-12, atol=1e-12)
+
+    def state_grads(model):
+        def f(s):  # the loss uses the outputs and both final states, so every cotangent is nonzero
+            logits, final = model._net.apply({"params": model._params}, X, s, False)
+            return (logits ** 2).sum() + sum((f ** 3).sum() for f in final)
+        with model._context():
+            return jax.device_get(jax.grad(f)(state))
+
+    for got, want in zip(state_grads(wave), state_grads(scan), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("change", [dict(num_layers=1), dict(bidirectional=True), dict(dropout=0.5)])
+def test_wavefront_falls_back_to_the_per_layer_path(backend, change):
+    """Specs the wavefront does not support run per layer in that mode, with the same numbers."""
+    from backends.jax_flax.cells import wavefront_supported
+
+    spec = wave_spec("gru")
+    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, **change))
+    assert not wavefront_supported(spec.model) and wavefront_supported(wave_spec("gru").model)
+    params = init_params(spec.model, VOCAB, seed=14)
+    data = batches(90, 2)
+    losses = [backend.build(spec, VOCAB, "cpu", params, mode).train_epoch(data).loss_sum
+              for mode in ("scan", "wavefront")]
+    assert losses[0] == losses[1]

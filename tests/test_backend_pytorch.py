@@ -30,20 +30,52 @@ def batches(n=4):
     return out
 
 
-@pytest.mark.parametrize("mode", ["eager", "compile", "book"])
-def test_every_mode_trains_like_the_reference(backend, mode):
-    params = init_params(SPEC.model, V, seed=0)
-    model = backend.build(SPEC, V, "cpu", params, mode)
+def spec_for(cell: str) -> RunSpec:
+    return RunSpec(model=ModelSpec(cell=cell, num_layers=2, num_hiddens=8), train=SPEC.train)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("mode", ["eager", "nn", "compile", "book"])
+def test_every_mode_trains_like_the_reference(backend, mode, cell):
+    spec = spec_for(cell)
+    params = init_params(spec.model, V, seed=0)
+    model = backend.build(spec, V, "cpu", params, mode)
     stats = model.train_epoch(batches())
     losses, final = reference.train_trajectory(
-        {k: v.astype(np.float64) for k, v in params.items()}, SPEC.model, SPEC.train, batches())
+        {k: v.astype(np.float64) for k, v in params.items()}, spec.model, spec.train, batches())
     assert stats.loss_sum / stats.tokens == pytest.approx(np.mean(losses), rel=1e-5)
     got = model.get_params()
     assert max(np.abs(got[k] - final[k]).max() for k in final) < 1e-4
 
 
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_eager_runs_gru_and_rnn_written_out_on_onednn(backend, cell):
+    """On the CPU, eager's GRU/RNN is the hand-written recurrence, float32 steps on
+    oneDNN (so the float32 parity tests exercise that path); `nn` keeps the library layer."""
+    from torch import nn
+
+    from backends.pytorch import recurrence
+
+    assert recurrence._ONEDNN  # this build has oneDNN: the fast path is the tested one
+    eager = backend.build(spec_for(cell), V, "cpu", None, "eager").net.rnn
+    assert isinstance(eager, recurrence.StackedRecurrent)
+    assert isinstance(backend.build(spec_for(cell), V, "cpu", None, "nn").net.rnn, (nn.GRU, nn.RNN))
+    assert isinstance(backend.build(spec_for("lstm"), V, "cpu", None, "eager").net.rnn, nn.LSTM)
+
+
+def test_written_out_layer_has_the_library_layers_parameters(backend):
+    """Same names and shapes as nn.GRU, so state dicts and the canonical mapping carry over."""
+    from torch import nn
+
+    from backends.pytorch.recurrence import StackedRecurrent
+
+    ours = StackedRecurrent("gru", 5, 4, 2, bidirectional=True)
+    lib = nn.GRU(5, 4, 2, bidirectional=True)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in lib.state_dict().items()}
+
+
 def test_unknown_mode_lists_the_modes(backend):
-    with pytest.raises(SpecError, match="eager, compile, book"):
+    with pytest.raises(SpecError, match="eager, nn, compile, book"):
         backend.build(SPEC, V, "cpu", None, "jit")
 
 
@@ -60,3 +92,18 @@ def test_framework_init_is_seeded(backend):
     a = backend.build(SPEC, V, "cpu", None).get_params()
     b = backend.build(SPEC, V, "cpu", None).get_params()
     np.testing.assert_array_equal(a["rnn.l0.fwd.w_ih"], b["rnn.l0.fwd.w_ih"])
+
+
+def test_written_out_layer_applies_dropout_between_layers_only_in_training():
+    import torch
+
+    from backends.pytorch.recurrence import StackedRecurrent
+
+    torch.manual_seed(0)
+    layer = StackedRecurrent("gru", 5, 16, 2, dropout=0.5)
+    x, h0 = torch.randn(4, 3, 5), torch.zeros(2, 3, 16)
+    layer.eval()
+    a, b = layer(x, h0)[0], layer(x, h0)[0]
+    torch.testing.assert_close(a, b)  # deterministic without dropout
+    layer.train()
+    assert not torch.allclose(layer(x, h0)[0], a)  # the second layer sees dropped inputs

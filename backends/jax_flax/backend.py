@@ -17,8 +17,11 @@ from backends.jax_flax.model import JaxModel
 from common.params import Params, check_params
 from common.specs import RunSpec
 
-# mode -> lax.scan unroll factor (time steps per loop iteration); measurements in the package docstring.
-UNROLL = {"scan": 1, "scan-unroll": 5}
+# mode -> (recurrence, lax.scan unroll factor = time steps per loop iteration). "scan" runs
+# each layer as its own scan; "wavefront" (the default) the whole stack as one scan
+# (`wavefront.py`), and stacks it does not support (bidirectional, dropout, one layer)
+# per layer as "scan" does. Measurements in the package docstring.
+MODES = {"scan": ("scan", 1), "scan-unroll": ("scan", 5), "wavefront": ("wavefront", 1)}
 
 
 def _gpus() -> list[jax.Device]:
@@ -31,7 +34,7 @@ def _gpus() -> list[jax.Device]:
 
 class JaxBackend(Backend):
     name, framework = "jax", "JAX/Flax"
-    modes, default_mode = tuple(UNROLL), "scan"
+    modes, default_mode = tuple(MODES), "wavefront"
 
     def devices(self) -> list[str]:
         return ["cpu"] + [f"gpu:{i}" for i in range(len(_gpus()))]
@@ -77,7 +80,7 @@ class JaxBackend(Backend):
         jax_device = self._device(parse_device(device))
         if params is not None:
             check_params(params, spec.model, vocab_size)
-        return JaxModel(spec, vocab_size, jax_device, params, mode, UNROLL[mode])
+        return JaxModel(spec, vocab_size, jax_device, params, mode, *MODES[mode])
 
 
 BACKEND = JaxBackend()

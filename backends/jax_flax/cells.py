@@ -9,7 +9,10 @@ bias half as fast (each of cuDNN's two biases gets the full gradient), so they c
 load cuDNN parameters or train like PyTorch/MXNet. These cells can.
 
 The recurrence itself (input projection of all steps in one matmul, then `lax.scan`,
-and its hand-written backward) is `recurrence.run_direction`. Everything is time-major.
+and its hand-written backward) is `recurrence.run_direction`, one layer and direction
+at a time; or, in the "wavefront" mode, `wavefront.run_stack` for the whole stack
+(unidirectional, >= 2 layers, no dropout; other stacks run per layer in that mode too).
+Everything is time-major.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from backends.jax_flax.recurrence import run_direction
+from backends.jax_flax.wavefront import run_stack
 from common.params import DIRECTIONS
 from common.specs import ModelSpec
 
@@ -45,66 +49,83 @@ def _orthogonal_blocks(gates: int) -> Callable:
 
 # ---- modules -------------------------------------------------------------------------
 
-class Direction(nn.Module):
-    """One direction of one layer: `(T, B, in)` inputs -> `(T, B, h)` outputs, final (h, c)."""
+class Weights(nn.Module):
+    """The canonical parameters of one direction of one layer, `(w_ih, b_ih, w_hh, b_hh)`."""
 
-    cell: str
     hidden: int
     gates: int
-    reverse: bool
-    unroll: int
     dtype: Any
 
     @nn.compact
-    def __call__(self, xs, h0, c0):
-        gh, n_in = self.gates * self.hidden, xs.shape[-1]
+    def __call__(self, n_in: int):
+        gh = self.gates * self.hidden
         w_ih = self.param("w_ih", _lecun_rows, (gh, n_in), self.dtype)
         w_hh = self.param("w_hh", _orthogonal_blocks(self.gates), (gh, self.hidden), self.dtype)
         b_ih = self.param("b_ih", nn.initializers.zeros, (gh,), self.dtype)
         b_hh = self.param("b_hh", nn.initializers.zeros, (gh,), self.dtype)
-        return run_direction(self.cell, self.reverse, self.unroll, xs, w_ih, b_ih, w_hh, b_hh, h0, c0)
+        return w_ih, b_ih, w_hh, b_hh
 
 
-class Layer(nn.Module):
-    """One layer, one or two directions; outputs concatenated on the feature axis."""
+class LayerWeights(nn.Module):
+    """One layer's parameters, one `Weights` per direction (named `fwd`, `bwd`)."""
 
     model: ModelSpec
-    unroll: int
     dtype: Any
 
     @nn.compact
-    def __call__(self, xs, h0s, c0s):
-        m, outs, hs, cs = self.model, [], [], []
-        for d in range(m.num_directions):
-            ys, h, c = Direction(m.cell, m.num_hiddens, m.gates, d == 1, self.unroll, self.dtype,
-                                 name=DIRECTIONS[d])(xs, h0s[d], None if c0s is None else c0s[d])
-            outs.append(ys)
-            hs.append(h)
-            cs.append(c)
-        return jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0], hs, cs
+    def __call__(self, n_in: int):
+        m = self.model
+        return [Weights(m.num_hiddens, m.gates, self.dtype, name=DIRECTIONS[d])(n_in)
+                for d in range(m.num_directions)]
+
+
+def wavefront_supported(model: ModelSpec) -> bool:
+    """Whether `wavefront.run_stack` can run the stack: unidirectional, >= 2 layers, no dropout."""
+    return model.num_directions == 1 and model.num_layers >= 2 and model.dropout == 0
 
 
 class Stack(nn.Module):
-    """The stacked recurrent layers, with dropout between layers (not after the last)."""
+    """The stacked recurrent layers, with dropout between layers (not after the last).
+
+    `recurrence` "scan" runs each layer (and direction) as its own `lax.scan`
+    (`recurrence.run_direction`); "wavefront" runs the whole stack as one
+    (`wavefront.run_stack`) when `wavefront_supported`, else silently the per-layer path.
+    """
 
     model: ModelSpec
     unroll: int
     dtype: Any
+    recurrence: str = "scan"
 
     @nn.compact
     def __call__(self, xs, state: State, train: bool):
-        m, lstm = self.model, self.model.cell == "lstm"
-        D, finals_h, finals_c = m.num_directions, [], []
+        m = self.model
+        if self.recurrence == "wavefront" and wavefront_supported(m):
+            return self._wavefront(xs, state)
+        lstm, D, finals_h, finals_c = m.cell == "lstm", m.num_directions, [], []
         for layer in range(m.num_layers):
-            rows = slice(layer * D, (layer + 1) * D)
-            c0s = state[1][rows] if lstm else None
-            xs, hs, cs = Layer(m, self.unroll, self.dtype, name=f"l{layer}")(xs, state[0][rows], c0s)
-            finals_h += hs
-            finals_c += cs
+            weights = LayerWeights(m, self.dtype, name=f"l{layer}")(xs.shape[-1])
+            outs = []
+            for d in range(D):
+                c0 = state[1][layer * D + d] if lstm else None
+                ys, h, c = run_direction(m.cell, d == 1, self.unroll, xs, *weights[d], state[0][layer * D + d], c0)
+                outs.append(ys)
+                finals_h.append(h)
+                finals_c.append(c)
+            xs = jnp.concatenate(outs, axis=-1) if D > 1 else outs[0]
             if m.dropout > 0 and layer < m.num_layers - 1:
                 xs = nn.Dropout(m.dropout, deterministic=not train)(xs)
         final = (jnp.stack(finals_h),) + ((jnp.stack(finals_c),) if lstm else ())
         return xs, final
+
+    def _wavefront(self, xs, state: State):
+        """The whole stack as one `wavefront.run_stack`, under the same parameter names."""
+        m = self.model
+        n_in = [xs.shape[-1]] + [m.num_hiddens] * (m.num_layers - 1)
+        weights = tuple(tuple(LayerWeights(m, self.dtype, name=f"l{k}")(n)[0]) for k, n in enumerate(n_in))
+        c0s = tuple(state[1]) if m.cell == "lstm" else None
+        ys, hs, cs = run_stack(m.cell, self.unroll, xs, weights, tuple(state[0]), c0s)
+        return ys, (jnp.stack(hs),) + (() if cs is None else (jnp.stack(cs),))
 
 
 class Embedding(nn.Module):
@@ -140,6 +161,7 @@ class RNNLM(nn.Module):
     vocab_size: int
     unroll: int = 1
     dtype: Any = jnp.float32
+    recurrence: str = "scan"
 
     @nn.compact
     def __call__(self, X, state: State, train: bool = False):
@@ -148,7 +170,7 @@ class RNNLM(nn.Module):
             xs = Embedding(self.vocab_size, self.model.embed_size, self.dtype, name="embed")(ids)
         else:
             xs = jax.nn.one_hot(ids, self.vocab_size, dtype=self.dtype)
-        tops, final = Stack(self.model, self.unroll, self.dtype, name="rnn")(xs, state, train)
+        tops, final = Stack(self.model, self.unroll, self.dtype, self.recurrence, name="rnn")(xs, state, train)
         return Dense(self.vocab_size, self.dtype, name="dense")(tops), final
 
 

@@ -39,14 +39,14 @@ class JaxModel(LanguageModel):
     """
 
     def __init__(self, spec: RunSpec, vocab_size: int, device: jax.Device, params: Params | None,
-                 mode: str, unroll: int):
+                 mode: str, recurrence: str, unroll: int):
         self.spec, self.mode, self.vocab_size, self.device = spec, mode, vocab_size, device
-        self.unroll = unroll
+        self.recurrence, self.unroll = recurrence, unroll
         self._capacity: dict[str, dict] = {"train": {}, "eval": {}}  # batch shape -> batches per chunk
         self._x64 = spec.train.dtype == "float64"
         with self._context():
             self._dtype = jnp.float64 if self._x64 else jnp.float32
-            self._net = RNNLM(spec.model, vocab_size, unroll, self._dtype)
+            self._net = RNNLM(spec.model, vocab_size, unroll, self._dtype, recurrence)
             self._tx = make_optimizer(spec.train)
             self.fns = Compiled(self._net, self._tx, spec, self._dtype)
             self._key = self._commit(jax.random.key(spec.train.seed))

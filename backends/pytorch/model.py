@@ -1,18 +1,5 @@
-"""PyTorch backend: `torch.nn.LSTM/GRU/RNN` (oneDNN on CPU, cuDNN on GPU).
-
-PyTorch's fused layers use the canonical cuDNN layout natively, so parameters map
-one to one (`weight_ih_l{k}[_reverse]` <-> `rnn.l{k}.{fwd,bwd}.w_ih`).
-
-Modes:
-- `eager` (default): the loss is summed on the device and clipping scales by a device
-  tensor, so a training step never waits for the host; one sync per epoch.
-- `compile`: as `eager`, with the forward pass and loss under `torch.compile`
-  (inductor); the fused RNN kernel itself stays an opaque library call, so only the
-  one-hot, output layer and loss around it are compiled. Compilation is warm-up.
-- `book`: d2l 0.17's own `train_epoch_ch8` loop (per-step `float(loss)` for the
-  metric, `grad_clipping` that compares the norm on the host), the baseline the book
-  timed. Same maths, so the same numbers.
-"""
+"""`TorchModel`: the language model as a PyTorch module, trained and evaluated for the
+LanguageModel contract; the modes are described in the package docstring."""
 
 from __future__ import annotations
 
@@ -23,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.base import Backend, Batch, EpochStats, LanguageModel, best_flops, parse_device, require_device
+from backends.base import Batch, EpochStats, LanguageModel
+from backends.pytorch.recurrence import StackedRecurrent
 from common.params import DIRECTIONS, Params, check_params
 from common.specs import ModelSpec, RunSpec
 
@@ -34,15 +22,18 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class RNNLanguageModel(nn.Module):
     """One-hot or embedded tokens -> stacked recurrent layer -> dense logits, time-major."""
 
-    def __init__(self, model: ModelSpec, vocab_size: int):
+    def __init__(self, model: ModelSpec, vocab_size: int, written_out: bool = False):
         super().__init__()
         self.vocab_size, self.one_hot = vocab_size, model.input == "one_hot"
         n_in = vocab_size if self.one_hot else model.embed_size
         if not self.one_hot:
             self.embed = nn.Embedding(vocab_size, model.embed_size)
-        kwargs = {"nonlinearity": "tanh"} if model.cell == "rnn" else {}
-        self.rnn = CELLS[model.cell](n_in, model.num_hiddens, model.num_layers, dropout=model.dropout,
-                                     bidirectional=model.bidirectional, **kwargs)
+        args = (n_in, model.num_hiddens, model.num_layers)
+        if written_out and model.cell != "lstm":
+            self.rnn = StackedRecurrent(model.cell, *args, dropout=model.dropout, bidirectional=model.bidirectional)
+        else:
+            kwargs = {"nonlinearity": "tanh"} if model.cell == "rnn" else {}
+            self.rnn = CELLS[model.cell](*args, dropout=model.dropout, bidirectional=model.bidirectional, **kwargs)
         self.dense = nn.Linear(model.num_hiddens * model.num_directions, vocab_size)
 
     def forward(self, X: torch.Tensor, state):
@@ -72,7 +63,8 @@ class TorchModel(LanguageModel):
     def __init__(self, spec: RunSpec, vocab_size: int, device: torch.device, mode: str):
         self.spec, self.mode, self.device, self.vocab_size = spec, mode, device, vocab_size
         self.dtype = DTYPES[spec.train.dtype]
-        self.net = RNNLanguageModel(spec.model, vocab_size).to(device=device, dtype=self.dtype)
+        written_out = mode == "eager" and device.type == "cpu"  # see the package docstring
+        self.net = RNNLanguageModel(spec.model, vocab_size, written_out).to(device=device, dtype=self.dtype)
         self.names = canonical_names(spec.model)
         self._make_optimizer()
         self._train_loss = torch.compile(self._loss, dynamic=False) if mode == "compile" else self._loss
@@ -189,65 +181,5 @@ class TorchModel(LanguageModel):
         return float(loss.detach()), grads
 
 
-def _torch_device(dev) -> torch.device:
-    return torch.device("cpu") if dev.kind == "cpu" else torch.device("cuda", dev.index)
-
-
-def _sync(result: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return result
-
-
 def _batch_of(state) -> int:
     return (state[0] if isinstance(state, tuple) else state).shape[1]
-
-
-class TorchBackend(Backend):
-    name, framework = "pytorch", "PyTorch"
-    modes, default_mode = ("eager", "compile", "book"), "eager"
-
-    def devices(self) -> list[str]:
-        return ["cpu"] + [f"gpu:{i}" for i in range(torch.cuda.device_count())]
-
-    def set_threads(self, threads: int) -> None:
-        torch.set_num_threads(threads)
-
-    def environment(self) -> dict:
-        cuda = torch.cuda.is_available()
-        return {
-            "framework": "pytorch",
-            "version": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "interop_threads": torch.get_num_interop_threads(),
-            "mkldnn": torch.backends.mkldnn.is_available(),
-            "mkl": torch.backends.mkl.is_available(),
-            "cuda": torch.version.cuda if cuda else None,
-            "cudnn": torch.backends.cudnn.version() if cuda else None,
-            "gpu_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        }
-
-    def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
-        dev = _torch_device(parse_device(device))
-        a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-        return best_flops(lambda: _sync(a @ b, dev), 2 * n**3, repeats)
-
-    def device_name(self, device: str) -> str | None:
-        dev = parse_device(device)
-        return torch.cuda.get_device_name(dev.index) if dev.kind == "gpu" else None
-
-    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
-              params: Params | None = None, mode: str | None = None) -> TorchModel:
-        mode = self.check_mode(mode)
-        dev = parse_device(device)
-        require_device(dev, self.devices(), self.framework)
-        torch_device = _torch_device(dev)
-        if params is None:
-            torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
-        model = TorchModel(spec, vocab_size, torch_device, mode)
-        if params is not None:
-            model.set_params(params)
-        return model
-
-
-BACKEND = TorchBackend()

@@ -1,0 +1,70 @@
+"""`TorchBackend`: devices, threads, environment, matmul peak, and `build`."""
+
+from __future__ import annotations
+
+import torch
+
+from backends.base import Backend, best_flops, parse_device, require_device
+from backends.pytorch.model import TorchModel
+from common.params import Params
+from common.specs import RunSpec
+
+
+def _torch_device(dev) -> torch.device:
+    return torch.device("cpu") if dev.kind == "cpu" else torch.device("cuda", dev.index)
+
+
+def _sync(result: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result
+
+
+class TorchBackend(Backend):
+    name, framework = "pytorch", "PyTorch"
+    modes, default_mode = ("eager", "nn", "compile", "book"), "eager"
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + [f"gpu:{i}" for i in range(torch.cuda.device_count())]
+
+    def set_threads(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+
+    def environment(self) -> dict:
+        cuda = torch.cuda.is_available()
+        return {
+            "framework": "pytorch",
+            "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "mkl": torch.backends.mkl.is_available(),
+            "cuda": torch.version.cuda if cuda else None,
+            "cudnn": torch.backends.cudnn.version() if cuda else None,
+            "gpu_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        }
+
+    def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+        dev = _torch_device(parse_device(device))
+        a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+        return best_flops(lambda: _sync(a @ b, dev), 2 * n**3, repeats)
+
+    def device_name(self, device: str) -> str | None:
+        dev = parse_device(device)
+        return torch.cuda.get_device_name(dev.index) if dev.kind == "gpu" else None
+
+    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
+              params: Params | None = None, mode: str | None = None) -> TorchModel:
+        mode = self.check_mode(mode)
+        dev = parse_device(device)
+        require_device(dev, self.devices(), self.framework)
+        torch_device = _torch_device(dev)
+        if params is None:
+            torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
+        model = TorchModel(spec, vocab_size, torch_device, mode)
+        if params is not None:
+            model.set_params(params)
+        return model
+
+
+BACKEND = TorchBackend()
