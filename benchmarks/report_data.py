@@ -152,7 +152,15 @@ def load_runs(results_dir: Path, since: str | None = None, commit: str | None = 
         runs = runs[runs["timestamp"] >= parse_time(since)]
     if commit:
         runs = runs[runs["git_commit"].str.startswith(commit)]
-    return runs.reset_index(drop=True)
+    return current_defaults(runs.reset_index(drop=True))
+
+
+def current_defaults(runs: pd.DataFrame) -> pd.DataFrame:
+    """`mode_default` as of the newest record: a backend's default mode can change between
+    versions (JAX went from `scan` to `wavefront`), and the report labels only the mode
+    that is the default now, not every mode that once was."""
+    defaults = runs[runs["mode_default"]].sort_values("timestamp").groupby("backend")["mode"].last()
+    return runs.assign(mode_default=runs["mode"] == runs["backend"].map(defaults))
 
 
 def split_scaling(runs: pd.DataFrame, tag: str = "scaling") -> tuple[pd.DataFrame, pd.DataFrame]:

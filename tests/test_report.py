@@ -398,3 +398,18 @@ def test_microbench_skips_foreign_and_broken_json(tmp_path):
     assert len(_csv((path,), "microbench")) == 1
     assert "No micro-benchmark results." not in path.read_text()
     assert "No scaling runs recorded." in path.read_text()
+
+
+def test_only_the_current_default_mode_is_labelled_default(tmp_path):
+    """A backend whose default changed (jax: scan, later wavefront) keeps its old runs,
+    but only the newest default is labelled so."""
+    from benchmarks.report_data import load_runs
+
+    old = {**make_record("jax", "scan", day=1), "mode_default": True}
+    new = {**make_record("jax", "wavefront", day=3), "mode_default": True}
+    other = make_record("jax", "scan-unroll", day=4)  # not a default
+    for record in (old, new, other):
+        append_record(tmp_path / "runs" / "jax.jsonl", record)
+    runs = load_runs(tmp_path / "runs")
+    assert dict(zip(runs["mode"], runs["mode_default"], strict=True)) == {
+        "scan": False, "wavefront": True, "scan-unroll": False}
