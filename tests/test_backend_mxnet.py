@@ -181,3 +181,15 @@ def test_numpy_too_new_names_the_fix():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "numpy==1.23.5" in out.stdout and "nox -s bench-mxnet" in out.stdout, out.stdout + out.stderr
+
+
+def test_cpu_build_runs_the_naive_engine_unless_the_user_chose(monkeypatch):
+    """The engine is picked before MXNet starts and recorded in the environment."""
+    from backends.mxnet_gluon import _framework
+
+    assert not _framework._cuda_build()  # pip's mxnet 1.9.1 is CPU-only
+    assert load_backend("mxnet", threads=1).environment()["engine"] == _framework.ENGINE
+    monkeypatch.delenv("MXNET_ENGINE_TYPE", raising=False)
+    assert _framework.choose_engine() == "NaiveEngine"
+    monkeypatch.setenv("MXNET_ENGINE_TYPE", "ThreadedEngine")
+    assert _framework.choose_engine() == "ThreadedEngine"  # the user's value wins

@@ -1,9 +1,12 @@
-"""The one place that imports MXNet: its known import failures become one clear
-ImportError (the registry turns it into BackendUnavailable), and its noise is filtered."""
+"""The one place that imports MXNet: its engine is chosen first, its known import
+failures become one clear ImportError (the registry turns it into BackendUnavailable),
+and its noise is filtered."""
 
 from __future__ import annotations
 
+import os
 import warnings
+from importlib import metadata
 
 import numpy as np
 
@@ -12,6 +15,28 @@ NUMPY_FIX = (
     "this venv has numpy {version}): install numpy==1.23.5 in MXNet's own venv "
     "(`nox -s bench-mxnet` builds one)"
 )
+
+
+def _cuda_build() -> bool:
+    """Whether the installed MXNet is a CUDA build (`mxnet-cu112` and the like)."""
+    return any((dist.metadata["Name"] or "").lower().startswith("mxnet-cu") for dist in metadata.distributions())
+
+
+def choose_engine() -> str:
+    """MXNet's execution engine, set before MXNet starts (it reads MXNET_ENGINE_TYPE once).
+
+    A CPU-only build runs each operator in the calling thread (`NaiveEngine`). MXNet's
+    default engine hands every operator to a worker thread whose OpenMP team sleeps
+    between operators and is woken for the next one; on this 2-core VM that halved the
+    speed: d2l-deep-lstm, one epoch, two rounds alternated, 25,696 / 26,225 tok/s by
+    default against 56,239 / 55,504 with `NaiveEngine` (`OMP_WAIT_POLICY=ACTIVE`, which
+    keeps the team spinning instead, gave 47,934 / 53,056). There is nothing to overlap
+    on a CPU: the operators themselves are multi-threaded. A CUDA build keeps the
+    threaded engine (the naive one would wait for the GPU after every operator), and a
+    value the user set wins."""
+    if "MXNET_ENGINE_TYPE" not in os.environ and not _cuda_build():
+        os.environ["MXNET_ENGINE_TYPE"] = "NaiveEngine"
+    return os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice")
 
 
 def _import_mxnet():
@@ -29,6 +54,7 @@ def _import_mxnet():
     return mxnet
 
 
+ENGINE = choose_engine()
 mx = _import_mxnet()
 from mxnet import autograd, gluon, nd  # noqa: E402
 from mxnet.gluon import nn, rnn  # noqa: E402
@@ -37,4 +63,4 @@ from mxnet.gluon import nn, rnn  # noqa: E402
 warnings.filterwarnings("ignore", message=r"Parameter .* is not used by any computation")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mxnet(\.|$)")
 
-__all__ = ["mx", "autograd", "gluon", "nd", "nn", "rnn", "NUMPY_FIX"]
+__all__ = ["mx", "autograd", "gluon", "nd", "nn", "rnn", "NUMPY_FIX", "ENGINE"]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from backends import base
-from backends.mxnet_gluon._framework import mx
+from backends.mxnet_gluon._framework import ENGINE, mx
 from backends.mxnet_gluon.model import BookModel, GluonModel
 from common.errors import SpecError
 from common.params import Params, check_params
@@ -56,6 +56,7 @@ class MXNetBackend(base.Backend):
             "threads": _OMP_THREADS_AT_IMPORT or os.cpu_count() or 1,
             "threads_requested": self._requested,
             "omp_threads": _OMP_THREADS_AT_IMPORT,
+            "engine": ENGINE,
             "engine_cpu_workers": int(os.environ.get("MXNET_CPU_WORKER_NTHREADS", "1")),
         }
 
