@@ -52,8 +52,8 @@ class TorchBackend(Backend):
         dev = _torch_device(parse_device(device))
         a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
         peak = best_flops(lambda: _sync(a @ b, dev), 2 * n**3, repeats)
-        if dev.type == "cpu" and recurrence._ONEDNN:
-            packed = recurrence._Linear(b, rows=n)
+        if dev.type == "cpu" and recurrence.ONEDNN:
+            packed = recurrence.PackedLinear(b, rows=n)
             peak = max(peak, best_flops(lambda: packed(a), 2 * n**3, repeats))
         return peak
 

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-class _Linear:
+class PackedLinear:
     """`x @ w^T (+ bias) (+ other)` for a fixed weight `w` (out, in): oneDNN with `w` packed
     once (float32 on the CPU), else `addmm`. Built once per layer and call, then applied
     every time step; for the one-off large products the packing costs ~0.2 ms and saves
@@ -40,7 +40,7 @@ class _Linear:
 
     def __init__(self, w: torch.Tensor, bias: torch.Tensor | None = None, rows: int | None = None):
         self.bias = bias
-        self.onednn = _ONEDNN and w.device.type == "cpu" and w.dtype == torch.float32
+        self.onednn = ONEDNN and w.device.type == "cpu" and w.dtype == torch.float32
         self.w = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows) if self.onednn else w.t()
 
     def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,18 +58,18 @@ def _rows(a: torch.Tensor) -> torch.Tensor:
 
 def _input_projection(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor) -> torch.Tensor:
     T, B, _ = x.shape
-    return _Linear(w_ih, b_ih, T * B)(_rows(x)).view(T, B, -1)
+    return PackedLinear(w_ih, b_ih, T * B)(_rows(x)).view(T, B, -1)
 
 
 def _weight_grads(da: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """sum over steps and batch of da_t^T inputs_t, as one (G*h, T*B) @ (T*B, n) product."""
-    return _Linear(_rows(inputs).t(), rows=da.shape[-1])(_rows(da).t().contiguous())
+    return PackedLinear(_rows(inputs).t(), rows=da.shape[-1])(_rows(da).t().contiguous())
 
 
 def _input_grad(ctx, dax: torch.Tensor, w_ih: torch.Tensor, x: torch.Tensor):
     if not ctx.needs_input_grad[0]:
         return None
-    return _Linear(w_ih.t(), rows=dax.shape[0] * dax.shape[1])(_rows(dax)).view_as(x)
+    return PackedLinear(w_ih.t(), rows=dax.shape[0] * dax.shape[1])(_rows(dax)).view_as(x)
 
 
 class GRUDirection(torch.autograd.Function):
@@ -81,7 +81,7 @@ class GRUDirection(torch.autograd.Function):
         H = w_hh.shape[1]
         ax = _input_projection(x, w_ih, b_ih)
         ax_rz = torch.cat([ax[..., :2 * H], torch.zeros_like(ax[..., 2 * H:])], dim=-1)
-        step = _Linear(w_hh, b_hh, B)
+        step = PackedLinear(w_hh, b_hh, B)
         ys, gates, news, h = x.new_empty(T, B, H), [], x.new_empty(T, B, H), h0
         for t in range(T):
             g = step(h, ax_rz[t])  # r and z pre-activations; W_hn h + b_hn
@@ -101,7 +101,7 @@ class GRUDirection(torch.autograd.Function):
         dn_dh = (1 - z) * (1 - n * n)  # the step-independent factors, all steps at once
         dz_dh = (h_prev - n) * z * (1 - z)
         dr_dn = hn * r * (1 - r)
-        step = _Linear(w_hh.t(), rows=B)
+        step = PackedLinear(w_hh.t(), rows=B)
         dax, dah = ys.new_empty(T, B, 3 * H), ys.new_empty(T, B, 3 * H)
         dh = torch.zeros_like(h0) if dh_T is None else dh_T
         for t in reversed(range(T)):
@@ -123,7 +123,7 @@ class RNNDirection(torch.autograd.Function):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
         T, B, _ = x.shape
         ax = _input_projection(x, w_ih, b_ih)
-        step = _Linear(w_hh, b_hh, B)
+        step = PackedLinear(w_hh, b_hh, B)
         ys, h = x.new_empty(T, B, w_hh.shape[1]), h0
         for t in range(T):
             h = ys[t].copy_(step(h, ax[t])).tanh_()
@@ -134,7 +134,7 @@ class RNNDirection(torch.autograd.Function):
     def backward(ctx, dys, dh_T):
         x, h0, w_ih, w_hh, ys = ctx.saved_tensors
         slope = 1 - ys * ys
-        step = _Linear(w_hh.t(), rows=ys.shape[1])
+        step = PackedLinear(w_hh.t(), rows=ys.shape[1])
         da = torch.empty_like(ys)
         dh = torch.zeros_like(h0) if dh_T is None else dh_T
         for t in reversed(range(ys.shape[0])):
