@@ -27,6 +27,7 @@ except BackendUnavailable as exc:  # no mxnet, or numpy too new for it
     pytest.skip(str(exc), allow_module_level=True)
 
 from backends.mxnet_gluon import mx, nets, optim  # noqa: E402
+from backends.mxnet_gluon._framework import gluon  # noqa: E402
 
 VOCAB, BATCH, STEPS = 7, 3, 5
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +126,21 @@ def test_clipping_scale_is_exactly_min_one_clip_over_norm():
     optim.clip_on_device(big, 2.0)
     np.testing.assert_allclose(big[0].asnumpy(), [[3 * 2 / 13, -4 * 2 / 13]], rtol=1e-15)
     np.testing.assert_allclose(big[1].asnumpy(), [12 * 2 / 13], rtol=1e-15)
+
+
+@pytest.mark.parametrize("clip,scale", [(2.0, 2 / 13), (20.0, 1.0), (0.0, 1.0)])
+def test_fused_clipped_sgd_is_w_minus_lr_times_clipped_grad(clip, scale):
+    """float32 SGD folds the clip into a device learning rate: w - lr * min(1, clip/13) * g
+    for a gradient of norm 13, each array updated in place, the gradients untouched."""
+    params = [gluon.Parameter(f"p{i}", shape=shape) for i, shape in enumerate([(1, 2), (1,)])]
+    for p in params:
+        p.initialize(mx.init.One(), ctx=mx.cpu())
+    grads = [mx.nd.array([[3.0, -4.0]]), mx.nd.array([12.0])]
+    weights = [p.data() for p in params]
+    optim.ClippedSGD(params, lr=0.5, clip=clip)(grads)
+    np.testing.assert_allclose(weights[0].asnumpy(), [[1 - 0.5 * scale * 3, 1 + 0.5 * scale * 4]], rtol=1e-6)
+    np.testing.assert_allclose(weights[1].asnumpy(), [1 - 0.5 * scale * 12], rtol=1e-6)
+    np.testing.assert_array_equal(grads[1].asnumpy(), [12.0])
 
 
 def test_dropout_trains_and_evaluation_is_deterministic():

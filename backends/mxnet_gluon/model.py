@@ -10,7 +10,7 @@ import numpy as np
 from backends import base
 from backends.mxnet_gluon._framework import autograd, mx, nd
 from backends.mxnet_gluon.nets import BookLoss, BookNet, LossNet, Net, rnn_params, uses_native_rnn_kernel
-from backends.mxnet_gluon.optim import book_grad_clipping, clip_on_device, make_trainer
+from backends.mxnet_gluon.optim import book_grad_clipping, make_trainer, make_update
 from common.params import Params, check_params, param_shapes
 from common.specs import RunSpec
 
@@ -52,7 +52,7 @@ class GluonModel(base.LanguageModel):
         mx.random.seed(spec.train.seed)  # Gluon's own init (and dropout) reproducible per seed
         self.net.initialize(ctx=ctx)
         if params is None:
-            self.trainer = make_trainer(spec, self.net.collect_params())
+            self._make_update()
         else:
             self.set_params(params)
 
@@ -102,7 +102,7 @@ class GluonModel(base.LanguageModel):
     # -- the interface
 
     def train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
-        carry, clip, grads = self.spec.train.carries_state, self.spec.train.clip, self._grads()
+        carry, grads = self.spec.train.carries_state, self._grads()
         total, tokens, state = nd.zeros((1,), ctx=self.ctx, dtype=np.float64), 0, None
         for X, Y in batches:
             if state is None or not carry:
@@ -110,8 +110,7 @@ class GluonModel(base.LanguageModel):
             with autograd.record():
                 loss, state = self._loss(X, Y, state)
             loss.backward()
-            clip_on_device(grads, clip)
-            self.trainer.step(1)
+            self.update(grads)
             state = [s.detach() for s in state]
             total = total + loss.astype(np.float64) * Y.size
             tokens += Y.size
@@ -151,7 +150,10 @@ class GluonModel(base.LanguageModel):
         check_params(params, self.spec.model, self.vocab_size)
         for name, p in self._params.items():
             p.set_data(nd.array(np.asarray(params[name]), ctx=self.ctx, dtype=self.dtype))
-        self.trainer = make_trainer(self.spec, self.net.collect_params())  # fresh optimizer state
+        self._make_update()  # fresh optimizer state
+
+    def _make_update(self) -> None:
+        self.update = make_update(self.spec, self.net.collect_params())
 
     def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
         with autograd.record():
@@ -171,6 +173,9 @@ class BookModel(GluonModel):
     `s.detach()` (whose result it discards) is assigned; its loss object computes the
     cross-entropy without `log_softmax` (see `token_nll`); clip = 0 disables clipping.
     """
+
+    def _make_update(self) -> None:
+        self.trainer = make_trainer(self.spec, self.net.collect_params())  # the book's Trainer
 
     def _build_net(self):
         self.loss = BookLoss()

@@ -9,10 +9,12 @@ the backward accumulates `dW_hh` one step at a time. Here:
   (the same shape: ~45 us, ~270 GFLOP/s); the fused `add` post-op folds in the input
   projection;
 - the input projection of all time steps, the weight gradients and the input gradient
-  are single large matmuls over all T*B rows;
+  are single large oneDNN matmuls over all T*B rows; the GRU's weight gradients read
+  one transposed copy of the pre-activation gradients;
 - the backward uses the cell's derivative formulas (those of `common/reference.py`),
-  with the step-independent factors computed for all steps at once.
-float64 (for the parity tests) and builds without oneDNN use `addmm` for the per-step
+  with the step-independent factors computed for all steps at once, so the GRU's BPTT
+  takes three operations a step.
+float64 (for the parity tests) and builds without oneDNN use `addmm`/`mm` for the
 matmuls: the same formulas, the same code path otherwise.
 
 Layout and maths are cuDNN's, as `nn.GRU`: gates r, z, n; the reset gate scales
@@ -35,8 +37,7 @@ ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_li
 class PackedLinear:
     """`x @ w^T (+ bias) (+ other)` for a fixed weight `w` (out, in): oneDNN with `w` packed
     once (float32 on the CPU), else `addmm`. Built once per layer and call, then applied
-    every time step; for the one-off large products the packing costs ~0.2 ms and saves
-    ~0.5 ms against MKL's AVX2 path."""
+    every time step: packed, a 32x256 @ 256x768 step takes ~43 us, unpacked ~51 us."""
 
     def __init__(self, w: torch.Tensor, bias: torch.Tensor | None = None, rows: int | None = None):
         self.bias = bias
@@ -56,20 +57,33 @@ def _rows(a: torch.Tensor) -> torch.Tensor:
     return a.reshape(-1, a.shape[-1])
 
 
+def _rows_t(a: torch.Tensor) -> torch.Tensor:
+    """(T, B, n) -> its T*B rows transposed, (n, T*B), contiguous."""
+    return _rows(a).t().contiguous()
+
+
+def _matmul_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a @ b^T (+ bias) for contiguous (M, K) and (N, K), for the one-off products over
+    all T*B rows: on oneDNN with `b` read as a plain weight (packing it costs more than
+    it saves once: 1.03 vs 0.95 ms for d2l-deep-lstm's input projection), else addmm."""
+    if ONEDNN and a.device.type == "cpu" and a.dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
+    return a @ b.t() if bias is None else torch.addmm(bias, a, b.t())
+
+
 def _input_projection(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor) -> torch.Tensor:
-    T, B, _ = x.shape
-    return PackedLinear(w_ih, b_ih, T * B)(_rows(x)).view(T, B, -1)
-
-
-def _weight_grads(da: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """sum over steps and batch of da_t^T inputs_t, as one (G*h, T*B) @ (T*B, n) product."""
-    return PackedLinear(_rows(inputs).t(), rows=da.shape[-1])(_rows(da).t().contiguous())
+    return _matmul_nt(_rows(x), w_ih, b_ih).view(*x.shape[:2], -1)
 
 
 def _input_grad(ctx, dax: torch.Tensor, w_ih: torch.Tensor, x: torch.Tensor):
     if not ctx.needs_input_grad[0]:
         return None
-    return PackedLinear(w_ih.t(), rows=dax.shape[0] * dax.shape[1])(_rows(dax)).view_as(x)
+    return _matmul_nt(_rows(dax), w_ih.t().contiguous()).view_as(x)
+
+
+def _prev_states(h0: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """The state each step started from: h0, y_0, ..., y_{T-2}."""
+    return torch.cat([h0[None], ys[:-1]])
 
 
 class GRUDirection(torch.autograd.Function):
@@ -95,25 +109,53 @@ class GRUDirection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dys, dh_T):
         x, h0, w_ih, w_hh, ys, gates, n = ctx.saved_tensors
-        T, B, H = ys.shape
-        r, z, hn = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:]
-        h_prev = torch.cat([h0[None], ys[:-1]])
-        dn_dh = (1 - z) * (1 - n * n)  # the step-independent factors, all steps at once
-        dz_dh = (h_prev - n) * z * (1 - z)
-        dr_dn = hn * r * (1 - r)
-        step = PackedLinear(w_hh.t(), rows=B)
-        dax, dah = ys.new_empty(T, B, 3 * H), ys.new_empty(T, B, 3 * H)
-        dh = torch.zeros_like(h0) if dh_T is None else dh_T
-        for t in reversed(range(T)):
-            dh = dh + dys[t]
-            dn = torch.mul(dh, dn_dh[t], out=dax[t, :, 2 * H:])
-            torch.mul(dn, dr_dn[t], out=dah[t, :, :H])
-            torch.mul(dh, dz_dh[t], out=dah[t, :, H:2 * H])
-            torch.mul(dn, r[t], out=dah[t, :, 2 * H:])
-            dh = step(dah[t], dh * z[t])
-        dax[..., :2 * H] = dah[..., :2 * H]
-        return (_input_grad(ctx, dax, w_ih, x), dh, _weight_grads(dax, x), _weight_grads(dah, h_prev),
-                dax.sum((0, 1)), dah.sum((0, 1)))
+        H = ys.shape[-1]
+        h_prev = _prev_states(h0, ys)
+        dn_dh, factors = _gru_factors(gates, n, h_prev)
+        dah, dhs, dh0 = _gru_bptt(dys, dh_T, gates[..., H:2 * H], factors, w_hh)
+        dax_n = dhs.mul_(dn_dh)  # d(loss)/d(W_in x + b_in), all steps
+        # the pre-activation gradients transposed, rows [n_x; r; z; n_h]: both weight
+        # gradients read one contiguous block of rows each
+        grads_t = torch.cat([_rows(dax_n).t(), _rows(dah).t()])
+        dw_hh = _matmul_nt(grads_t[H:], _rows_t(h_prev))
+        dw_ih_nrz = _matmul_nt(grads_t[:3 * H], _rows_t(x))
+        sums = grads_t.sum(1)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = _input_grad(ctx, torch.cat([dah[..., :2 * H], dax_n], dim=-1), w_ih, x)
+        return (dx, dh0, torch.cat([dw_ih_nrz[H:], dw_ih_nrz[:H]]), dw_hh,
+                torch.cat([sums[H:3 * H], sums[:H]]), sums[H:])
+
+
+def _gru_factors(gates: torch.Tensor, n: torch.Tensor, h_prev: torch.Tensor):
+    """The step-independent factors of the GRU's backward, all steps at once: with dh_t
+    the gradient reaching h_t, d(loss)/d(W_in x + b_in) = dh_t * dn_dh and the gradients
+    of the three h-side pre-activations [r, z, W_hn h + b_hn] are dh_t * factors (per gate)."""
+    H = n.shape[-1]
+    r, z, hn = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:]
+    dn_dh = (1 - n * n).mul_(1 - z)
+    factors = torch.empty_like(gates)
+    torch.mul(dn_dh, hn, out=factors[..., :H]).mul_(r * (1 - r))
+    torch.sub(h_prev, n, out=factors[..., H:2 * H]).mul_(z * (1 - z))
+    torch.mul(dn_dh, r, out=factors[..., 2 * H:])
+    return dn_dh, factors
+
+
+def _gru_bptt(dys: torch.Tensor, dh_T, z: torch.Tensor, factors: torch.Tensor, w_hh: torch.Tensor):
+    """Backpropagation through time, three operations a step: dah_t = dh_t * factors_t,
+    then dh_{t-1} = dah_t @ W_hh + dh_t * z_t + dys_{t-1} (one oneDNN call with its add).
+    Returns dah (T, B, 3h), dh_t for every step (T, B, h) and the gradient of h0."""
+    T, B, H = dys.shape
+    step = PackedLinear(w_hh.t(), rows=B)
+    dah = torch.empty_like(factors)
+    dah3, factors3 = dah.view(T, B, 3, H), factors.view(T, B, 3, H)
+    dh = dys[-1] if dh_T is None else dh_T + dys[-1]
+    dhs = []
+    for t in reversed(range(T)):
+        dhs.append(dh)
+        torch.mul(dh.unsqueeze(1), factors3[t], out=dah3[t])
+        dh = step(dah[t], torch.addcmul(dys[t - 1], dh, z[t]) if t else dh * z[t])
+    return dah, torch.stack(dhs[::-1]), dh
 
 
 class RNNDirection(torch.autograd.Function):
@@ -139,9 +181,10 @@ class RNNDirection(torch.autograd.Function):
         dh = torch.zeros_like(h0) if dh_T is None else dh_T
         for t in reversed(range(ys.shape[0])):
             dh = step(torch.mul(dh + dys[t], slope[t], out=da[t]))
-        h_prev = torch.cat([h0[None], ys[:-1]])
-        db = da.sum((0, 1))
-        return _input_grad(ctx, da, w_ih, x), dh, _weight_grads(da, x), _weight_grads(da, h_prev), db, db
+        da_t = _rows_t(da)
+        db = da_t.sum(1)
+        return (_input_grad(ctx, da, w_ih, x), dh, _matmul_nt(da_t, _rows_t(x)),
+                _matmul_nt(da_t, _rows_t(_prev_states(h0, ys))), db, db)
 
 
 DIRECTION = {"gru": GRUDirection, "rnn": RNNDirection}
