@@ -91,8 +91,9 @@ def bench_jax(session: nox.Session) -> None:
 def microbench(session: nox.Session, backend: str) -> None:
     """Micro-benchmarks (pytest-benchmark) of one backend: results/microbench/<backend>.json.
 
-    benchmarks/micro times one training and one generation step per cell and mode, in
-    the backend's own venv; `tests` never collects it. The report reads the JSON."""
+    benchmarks/micro times one training step, one pass of the recurrent layers alone and
+    one generation step per cell and mode, in the backend's own venv; `tests` never
+    collects it. The report reads the JSON."""
     try:
         install(session, backend, *TEST_TOOLS)
     except nox.command.CommandFailed:

@@ -80,7 +80,7 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
     backend = load_backend(req.backend, req.threads)
     model = build_model(backend, req, len(corpus.vocab))
     state = RunState(vocab_size=len(corpus.vocab))
-    state.peak_flops = measure_peak(backend, req) if req.measure_peak else None
+    state.peak_flops = measure_peak(backend, req.device) if req.measure_peak else None
     try:
         train(model, corpus, req.spec, valid, state, on_epoch)
         if state.status == "ok":
@@ -94,10 +94,10 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
     return write_record(req, backend, model, state, started)
 
 
-def measure_peak(backend: Backend, req: RunRequest) -> float | None:
+def measure_peak(backend: Backend, device: str) -> float | None:
     """The device's float32 matmul FLOP/s in this framework, best of a few."""
     try:
-        return backend.matmul_peak(req.device, n=4096, repeats=3)
+        return backend.matmul_peak(device, n=4096, repeats=3)
     except NotImplementedError:
         return None
 

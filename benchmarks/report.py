@@ -130,10 +130,13 @@ def _scaling_blocks(table: pd.DataFrame, plots: dict[tuple, Path], out_dir: Path
 def _micro_blocks(table: pd.DataFrame, folder: Path) -> list[tuple]:
     blocks: list[tuple] = [("h", 2, "6. Micro-benchmarks"), (
         "p", f"pytest-benchmark timings from `{folder}` (`nox -s microbench`): one training step (forward, backward, "
-             "clip, update on one batch of 32 × 35) and one greedy generation step (one token) per backend, cell "
-             "and mode at d2l-deep-lstm's shape (2 × 256, one-hot over 28 characters), each call ending with the "
-             "device finished. tok/s = tokens per call ÷ median time; GFLOP/s = tok/s × model FLOPs per token "
-             "(training 3 × forward, generation forward only); `vs fastest` within the same step and cell.")]
+             "clip, update on one batch of 32 × 35), one forward and backward pass of the recurrent layers alone "
+             "(`recurrent`: the same batch, no output layer, loss or update) and one greedy generation step (one "
+             "token) per backend, cell and mode at d2l-deep-lstm's shape (2 × 256, one-hot over 28 characters), "
+             "each call ending with the device finished. tok/s = tokens per call ÷ median time; GFLOP/s = tok/s × "
+             "model FLOPs per token (training 3 × forward, `recurrent` 3 × the recurrent layers' forward, "
+             "generation forward only); `of ceiling` against the best float32 matmul peak the files measured; "
+             "`vs fastest` within the same step and cell.")]
     if table.empty:
         return blocks + [("p", "No micro-benchmark results.")]
     for (machine, device, threads), rows in table.groupby(micro.MICRO_KEYS, sort=True):

@@ -4,7 +4,10 @@
 benchmark there is one training step or one greedy generation step of one backend x
 cell x mode at d2l-deep-lstm's shape; its `extra_info` says which, how many tokens a
 call processes and the model FLOPs per token (common.flops). From the median time:
-tok/s = tokens per call / median seconds, GFLOP/s = tok/s x FLOPs per token.
+tok/s = tokens per call / median seconds, GFLOP/s = tok/s x FLOPs per token. The
+ceiling is the best float32 matmul peak that the files of one machine, device and
+thread count measured (each backend's own, in its session), as for the main runs;
+"of ceiling" is GFLOP/s over it. The `recurrent` kind times the recurrent layers alone.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from benchmarks import report_format as fmt
 
 MICRO_KEYS = ["machine", "device", "threads"]
 MICRO = ["machine", "device", "threads", "kind", "cell", "backend", "mode", "mode_default", "median_s", "min_s",
-         "iqr_s", "rounds", "tokens_per_call", "flops_per_token", "tok_s", "flops_s", "vs_fastest", "framework_version",
-         "shape", "file", "datetime"]
+         "iqr_s", "rounds", "tokens_per_call", "flops_per_token", "tok_s", "flops_s", "vs_fastest", "matmul_peak",
+         "of_ceiling", "framework_version", "shape", "file", "datetime"]
 NEEDED = ("backend", "cell", "mode", "kind", "tokens_per_call", "flops_per_token")
-KIND_ORDER = {"train": 0, "generate": 1}
+KIND_ORDER = {"train": 0, "recurrent": 1, "generate": 2}
 
 
 def _machine(info: dict) -> str:
@@ -46,6 +49,7 @@ def _row(bench: dict, machine: str, path: Path, stamp: Any) -> dict[str, Any]:
             "iqr_s": float(stats.get("iqr", math.nan)), "rounds": int(stats["rounds"]),
             "tokens_per_call": int(extra["tokens_per_call"]), "flops_per_token": float(extra["flops_per_token"]),
             "tok_s": tok_s, "flops_s": tok_s * float(extra["flops_per_token"]),
+            "matmul_peak": float(extra.get("matmul_peak") or math.nan),
             "framework_version": extra.get("framework_version", "?"), "shape": extra.get("shape", ""),
             "file": path.name, "datetime": stamp}
 
@@ -67,7 +71,7 @@ def load_microbench(folder: Path) -> pd.DataFrame:
             except (KeyError, TypeError, ValueError) as exc:
                 warnings.warn(f"{path}: benchmark {bench.get('name', '?')!r} skipped, not an rnnbench "
                               f"micro-benchmark ({type(exc).__name__}: {exc})", stacklevel=2)
-    return pd.DataFrame(rows, columns=[c for c in MICRO if c != "vs_fastest"])
+    return pd.DataFrame(rows, columns=[c for c in MICRO if c not in ("vs_fastest", "of_ceiling")])
 
 
 def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
@@ -76,7 +80,9 @@ def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
     if micro.empty:
         return pd.DataFrame(columns=MICRO)
     keys = MICRO_KEYS + ["kind", "cell"]
+    ceiling = micro.groupby(MICRO_KEYS)["matmul_peak"].transform("max")
     table = micro.assign(vs_fastest=micro["tok_s"] / micro.groupby(keys)["tok_s"].transform("max"),
+                         of_ceiling=micro["flops_s"] / ceiling,
                          _kind=micro["kind"].map(lambda k: KIND_ORDER.get(k, 9)))
     table = table.sort_values(MICRO_KEYS + ["_kind", "cell", "tok_s"], ascending=[True] * 5 + [False])
     return table[MICRO].reset_index(drop=True)
@@ -89,6 +95,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "mode": fmt.both(table, "mode", "mode_default", fmt.mode),
         "median ms": table["median_s"].map(fmt.millis), "min ms": table["min_s"].map(fmt.millis),
         "tokens/call": table["tokens_per_call"].astype(str), "tok/s": table["tok_s"].map(fmt.rate),
-        "GFLOP/s": table["flops_s"].map(fmt.gflops), "vs fastest": table["vs_fastest"].map(fmt.ratio),
+        "GFLOP/s": table["flops_s"].map(fmt.gflops), "of ceiling": table["of_ceiling"].map(fmt.percent),
+        "vs fastest": table["vs_fastest"].map(fmt.ratio),
         "rounds": table["rounds"].astype(str),
     })

@@ -10,7 +10,8 @@ with G gate blocks (LSTM 4, GRU 3, RNN 1), h hidden units, D directions, in_0 = 
 one-hot input (the frameworks multiply the materialised one-hot matrix, so that is the
 work they do) or the embedding size, in_l = h*D above. Training is forward + backward,
 the backward pass costing two products for each forward one (gradients of inputs and
-of weights): 3 x forward. Generation is forward only.
+of weights): 3 x forward. Generation is forward only. The recurrent layers alone
+(the micro-benchmarks' `recurrent` kind) count 3 x their share of the forward pass.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from common.params import layer_input_size
 from common.specs import ModelSpec
 
 
-def forward_flops_per_token(model: ModelSpec, vocab_size: int) -> int:
+def recurrent_forward_flops_per_token(model: ModelSpec, vocab_size: int) -> int:
+    """The recurrent layers' share of the forward pass (the first sum above)."""
     gh, h, D = model.gates * model.num_hiddens, model.num_hiddens, model.num_directions
-    recurrent = sum(2 * gh * (layer_input_size(model, vocab_size, layer) + h) * D
-                    for layer in range(model.num_layers))
-    return recurrent + 2 * vocab_size * h * D
+    return sum(2 * gh * (layer_input_size(model, vocab_size, layer) + h) * D for layer in range(model.num_layers))
+
+
+def forward_flops_per_token(model: ModelSpec, vocab_size: int) -> int:
+    dense = 2 * vocab_size * model.num_hiddens * model.num_directions
+    return recurrent_forward_flops_per_token(model, vocab_size) + dense
 
 
 def train_flops_per_token(model: ModelSpec, vocab_size: int) -> int:

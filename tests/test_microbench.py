@@ -19,8 +19,10 @@ from benchmarks.micro.cases import (
     micro_spec,
     random_batch,
 )
+from common import reference
 from common.errors import BackendUnavailable
 from common.flops import forward_flops_per_token
+from common.params import init_params
 from common.specs import CELLS
 
 THREADS = 1  # as the backend tests: XLA fixes its thread count at the first load
@@ -66,19 +68,43 @@ def test_shape_and_batch_are_the_book_deep_lstm():
     assert np.array_equal(random_batch(spec)[0], X)  # seeded: the same bytes every time
 
 
-@pytest.mark.parametrize("name", list(BACKENDS))
-def test_both_steps_run_once_and_report_their_work(name):
+def _workload(name: str, cell: str = "rnn", mode: str | None = None):
     try:
         backend = load_backend(name, THREADS)
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
-    work = build_workload(Case(name, "rnn", backend.default_mode), THREADS)
+    return build_workload(Case(name, cell, mode or backend.default_mode), THREADS)
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_every_step_runs_once_and_reports_its_work(name):
+    work = _workload(name)
     for kind in KINDS:
         work.step(kind)()
     forward = forward_flops_per_token(work.spec.model, VOCAB_SIZE)
     assert work.flops_per_token("train") == 3 * forward and work.flops_per_token("generate") == forward
-    info = extra_info(work, "train", "cpu", median_s=0.01, min_s=0.005)
-    assert info["tokens_per_call"] == 32 * 35 and info["mode_default"] is True
+    recurrent = work.flops_per_token("recurrent")
+    assert recurrent == 3 * (forward - 2 * VOCAB_SIZE * 256)  # all but the dense layer's products
+    info = extra_info(work, "train", "cpu", median_s=0.01, min_s=0.005, matmul_peak=4e11)
+    assert info["tokens_per_call"] == 32 * 35 and info["mode_default"] is True and info["matmul_peak"] == 4e11
     assert info["tok_s_median"] == pytest.approx(112000) and info["tok_s_best"] == pytest.approx(224000)
     assert info["flops_s_median"] == pytest.approx(112000 * 3 * forward)
     assert extra_info(work, "generate", "cpu", None, None)["tokens_per_call"] == 1
+    assert extra_info(work, "recurrent", "cpu", None, None)["tokens_per_call"] == 32 * 35
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_recurrent_pass_runs_the_reference_stack_in_every_mode(name, cell):
+    """The `recurrent` kind's value is the sum of the top layer's outputs from a zero state:
+    the reference's, in every mode (the inputs, state and layers are wired as in training),
+    and the same again on a second call (nothing was updated)."""
+    work = _workload(name, cell)
+    X = work.batch[0]
+    tops = reference.forward(init_params(work.spec.model, VOCAB_SIZE, 0, "float64"), work.spec.model, X).tops
+    want, scale = tops.sum(), np.abs(tops).sum()  # float32 sums of ~286k terms: compare on the terms' scale
+    for mode in work.backend.modes:
+        model = work.backend.build(work.spec, VOCAB_SIZE, "cpu", init_params(work.spec.model, VOCAB_SIZE, 0), mode)
+        first = model.recurrent_pass(X)
+        assert abs(first - want) <= 1e-5 * scale, mode
+        assert model.recurrent_pass(X) == pytest.approx(first, rel=1e-6), mode

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.report import add_report_arguments, build_report, run_report  # noqa: E402
 from benchmarks.report_scaling import scaling_point  # noqa: E402
-from common.flops import forward_flops_per_token, train_flops_per_token  # noqa: E402
+from common.flops import forward_flops_per_token, recurrent_forward_flops_per_token, train_flops_per_token  # noqa: E402
 from common.metrics import steady_state  # noqa: E402
 from common.records import SCHEMA, append_record  # noqa: E402
 from common.specs import load_preset  # noqa: E402
@@ -121,14 +121,16 @@ RECORDS = [
 SCALING_IDS = {r["run_id"] for r in RECORDS if r.get("tag") == "scaling"}
 
 
-def bench_entry(backend, cell, mode, kind, median, default=False):
+def bench_entry(backend, cell, mode, kind, median, default=False, peak=None):
     """One benchmark as pytest-benchmark writes it, with benchmarks/micro's extra_info."""
     model = load_preset("d2l-deep-lstm")[0].with_overrides([f"cell={cell}"]).model
-    per_token = train_flops_per_token(model, VOCAB) if kind == "train" else forward_flops_per_token(model, VOCAB)
+    per_token = {"train": train_flops_per_token(model, VOCAB), "generate": forward_flops_per_token(model, VOCAB),
+                 "recurrent": 3 * recurrent_forward_flops_per_token(model, VOCAB)}[kind]
     return {"group": f"{kind} {cell}", "name": f"{kind}-{backend}-{cell}-{mode}", "params": {"kind": kind},
             "extra_info": {"backend": backend, "cell": cell, "mode": mode, "mode_default": default, "kind": kind,
                            "device": "cpu", "threads": 2, "framework_version": VERSIONS[backend],
-                           "tokens_per_call": 1120 if kind == "train" else 1, "flops_per_token": per_token},
+                           "tokens_per_call": 1 if kind == "generate" else 1120, "flops_per_token": per_token,
+                           "matmul_peak": peak},
             "stats": {"min": median * 0.9, "max": median * 1.2, "mean": median, "median": median,
                       "iqr": median * 0.05, "rounds": 20, "iterations": 1}}
 
@@ -139,10 +141,11 @@ def bench_file(*benchmarks):
 
 
 MICRO = {
-    "pytorch.json": bench_file(bench_entry("pytorch", "lstm", "eager", "train", 0.028, default=True),
-                               bench_entry("pytorch", "lstm", "compile", "train", 0.0224),
-                               bench_entry("pytorch", "lstm", "eager", "generate", 0.0004, default=True)),
-    "mxnet.json": bench_file(bench_entry("mxnet", "lstm", "hybridized", "train", 0.056, default=True)),
+    "pytorch.json": bench_file(bench_entry("pytorch", "lstm", "eager", "train", 0.028, default=True, peak=4e11),
+                               bench_entry("pytorch", "lstm", "compile", "train", 0.0224, peak=4e11),
+                               bench_entry("pytorch", "lstm", "eager", "generate", 0.0004, default=True, peak=4e11),
+                               bench_entry("pytorch", "lstm", "eager", "recurrent", 0.02, default=True, peak=4e11)),
+    "mxnet.json": bench_file(bench_entry("mxnet", "lstm", "hybridized", "train", 0.056, default=True, peak=4.4e11)),
 }
 
 
@@ -374,11 +377,18 @@ def test_microbench_table_and_section(report):
     assert eager["vs_fastest"] == pytest.approx(0.0224 / 0.028)
     assert table.loc[("mxnet", "hybridized", "train"), "vs_fastest"] == pytest.approx(0.0224 / 0.056)
     assert table.loc[("pytorch", "eager", "generate"), "vs_fastest"] == pytest.approx(1.0)  # own step kind
-    assert list(_csv(report, "microbench")["kind"]) == ["train"] * 3 + ["generate"]
+    assert list(_csv(report, "microbench")["kind"]) == ["train"] * 3 + ["recurrent", "generate"]
+    # the ceiling is the best peak of the machine's files (MXNet's 440 GFLOP/s here)
+    assert eager["of_ceiling"] == pytest.approx(eager["flops_s"] / 4.4e11)
+    recurrent = table.loc[("pytorch", "eager", "recurrent")]
+    assert recurrent["flops_s"] == pytest.approx(1120 / 0.02 * 3 * 2 * 4 * 256 * (28 + 256 + 256 + 256))
+    assert recurrent["of_ceiling"] == pytest.approx(recurrent["flops_s"] / 4.4e11)
     section = re.sub(r" +", " ", report[0].read_text().split("## 6. Micro-benchmarks")[1].split("## Sample")[0])
     assert "cpu on alpha (Intel Xeon E5-2680) · 2 threads" in section
     assert "| train | lstm | pytorch | compile | 22.4 |" in section
-    assert "| train | lstm | pytorch | eager (default) | 28.0 | 25.2 | 1120 | 40,000 | 197.3 | 0.80 |" in section
+    assert "| train | lstm | pytorch | eager (default) | 28.0 | 25.2 | 1120 | 40,000 | 197.3 | 45% | 0.80 |" in section
+    assert ("| recurrent | lstm | pytorch | eager (default) | 20.0 | 18.0 | 1120 | 56,000 | 273.9 | 62% "
+            "| 1.00 (fastest) |") in section
     assert "| generate | lstm | pytorch | eager (default) | 0.4 | 0.36 | 1 | 2,500 |" in section
 
 

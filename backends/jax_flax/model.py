@@ -148,6 +148,12 @@ class JaxModel(LanguageModel):
                              for name in param_shapes(self.spec.model, self.vocab_size)}
 
     @_in_context
+    def recurrent_pass(self, X: np.ndarray) -> float:
+        total, grads = self.fns.recurrent_grads(self._params, *self._put(X))
+        jax.block_until_ready(grads)
+        return float(total)
+
+    @_in_context
     def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:
         """Greedy: feed the prefix a token at a time, then each argmax back in (one compile)."""
         if len(prefix_ids) == 0:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from backends.jax_flax.cells import RNNLM, zero_state
+from backends.jax_flax.cells import RNNLM, Stack, zero_state
 from common.specs import RunSpec, TrainSpec
 
 
@@ -65,6 +65,7 @@ class Compiled:
         self.eval_chunk = jax.jit(self._eval_chunk, donate_argnums=0)
         self.loss_and_grads = jax.jit(jax.value_and_grad(self._loss_from_zero))
         self.predict_step = jax.jit(self._predict_step)
+        self.recurrent_grads = jax.jit(self._recurrent_grads)
         self.zero_state = jax.jit(self._zero_state, static_argnums=0)
 
     # -- pieces ----------------------------------------------------------------------
@@ -113,6 +114,18 @@ class Compiled:
     def _eval_chunk(self, carry, params, Xs, Ys, count):
         """Loss of the first `count` batches of Xs, Ys, as `_train_chunk` but no updates."""
         return jax.lax.fori_loop(0, count, lambda i, c: self._eval_body(params, c, Xs[i], Ys[i]), carry)
+
+    def _recurrent_grads(self, params, X):
+        """The recurrent layers' summed outputs from a zero state and its gradient to their
+        weights (`LanguageModel.recurrent_pass`); the inputs are constants here."""
+        ids, net = X.T, self.net
+        if net.model.input == "embedding":
+            xs = jnp.take(params["embed"]["w"], ids, axis=0)
+        else:
+            xs = jax.nn.one_hot(ids, net.vocab_size, dtype=self.dtype)
+        stack = Stack(net.model, net.unroll, self.dtype, net.recurrence)
+        state = self._zero_state(X.shape[0])
+        return jax.value_and_grad(lambda p: stack.apply({"params": p}, xs, state, False)[0].sum())(params["rnn"])
 
     def _predict_step(self, params, state, token):
         """Feed one token (1, 1); return the argmax next token (1, 1) and the new state."""

@@ -36,14 +36,14 @@ class RNNLanguageModel(nn.Module):
             self.rnn = CELLS[model.cell](*args, dropout=model.dropout, bidirectional=model.bidirectional, **kwargs)
         self.dense = nn.Linear(model.num_hiddens * model.num_directions, vocab_size)
 
+    def inputs(self, X: torch.Tensor) -> torch.Tensor:
+        """X (B, T) ids -> the recurrent layers' inputs (T, B, V or embed)."""
+        ids = X.T.long()
+        return F.one_hot(ids, self.vocab_size).to(self.dense.weight.dtype) if self.one_hot else self.embed(ids)
+
     def forward(self, X: torch.Tensor, state):
         """X (B, T) ids -> logits (T, B, V) and the new state."""
-        ids = X.T
-        if self.one_hot:
-            x = F.one_hot(ids.long(), self.vocab_size).to(self.dense.weight.dtype)
-        else:
-            x = self.embed(ids.long())
-        out, state = self.rnn(x, state)
+        out, state = self.rnn(self.inputs(X), state)
         return self.dense(out), state
 
 
@@ -156,6 +156,16 @@ class TorchModel(LanguageModel):
             logits, state = self.net(torch.tensor([[out[-1]]], device=self.device), state)
             out.append(int(logits[-1, 0].argmax()))
         return out
+
+    def recurrent_pass(self, X: np.ndarray) -> float:
+        self.net.train()
+        with torch.no_grad():
+            x = self.net.inputs(self._to_device(X, X)[0])
+        out, _ = self.net.rnn(x, self._zero_state(X.shape[0]))
+        total = out.sum()
+        total.backward()
+        self.net.rnn.zero_grad(set_to_none=True)
+        return float(total.detach())  # waits for the device
 
     # -- parameters --------------------------------------------------------------
     def get_params(self) -> Params:

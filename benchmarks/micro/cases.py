@@ -16,13 +16,13 @@ import numpy as np
 from backends import BACKENDS, load_backend
 from backends.base import Backend, LanguageModel
 from common.errors import BackendUnavailable
-from common.flops import forward_flops_per_token, train_flops_per_token
+from common.flops import forward_flops_per_token, recurrent_forward_flops_per_token, train_flops_per_token
 from common.params import init_params
 from common.specs import CELLS, RunSpec, load_preset
 
 SHAPE_PRESET = "d2l-deep-lstm"
 VOCAB_SIZE = 28  # the Time Machine's character vocabulary in that preset
-KINDS = ("train", "generate")
+KINDS = ("train", "recurrent", "generate")
 SEED = 0
 
 
@@ -101,21 +101,29 @@ class Workload:
         """Forward, backward, clip and update on one batch (state reset first)."""
         self.model.train_epoch([self.batch])
 
+    def recurrent_step(self) -> float:
+        """Forward and backward of the recurrent layers alone (`recurrent_pass`): how close
+        the framework's recurrent kernels come to the ceiling without the rest of a step."""
+        return self.model.recurrent_pass(self.batch[0])
+
     def generate_step(self) -> None:
         """One greedy token from a one-token prefix: one forward step, argmax, host read."""
         self.model.predict(self.prefix, 1)
 
     def tokens(self, kind: str) -> int:
         """Tokens one call of `kind` processes."""
-        return self.batch[0].size if kind == "train" else 1
+        return 1 if kind == "generate" else self.batch[0].size
 
     def flops_per_token(self, kind: str) -> int:
-        """Model FLOPs per token (common.flops): train = 3 x forward, generation = forward."""
+        """Model FLOPs per token (common.flops): train = 3 x forward, recurrent = 3 x the
+        recurrent layers' forward, generation = forward."""
+        if kind == "recurrent":
+            return 3 * recurrent_forward_flops_per_token(self.spec.model, self.vocab_size)
         fn = train_flops_per_token if kind == "train" else forward_flops_per_token
         return fn(self.spec.model, self.vocab_size)
 
     def step(self, kind: str):
-        return self.train_step if kind == "train" else self.generate_step
+        return {"train": self.train_step, "recurrent": self.recurrent_step, "generate": self.generate_step}[kind]
 
 
 def build_workload(case: Case, threads: int | None = None, device: str = "cpu") -> Workload:
@@ -127,9 +135,11 @@ def build_workload(case: Case, threads: int | None = None, device: str = "cpu") 
     return Workload(case, backend, model, spec, random_batch(spec))
 
 
-def extra_info(work: Workload, kind: str, device: str, median_s: float | None, min_s: float | None) -> dict:
+def extra_info(work: Workload, kind: str, device: str, median_s: float | None, min_s: float | None,
+               matmul_peak: float | None = None) -> dict:
     """What the JSON keeps beside pytest-benchmark's timings: the case, the work per call,
-    and tokens/sec and model FLOP/s at the median (and best) time."""
+    tokens/sec and model FLOP/s at the median (and best) time, and the framework's float32
+    matmul peak measured in the same session (the report's ceiling is the best of them)."""
     env = work.backend.environment()
     tokens, per_token = work.tokens(kind), work.flops_per_token(kind)
     info = {"backend": work.case.backend, "cell": work.case.cell, "mode": work.case.mode,
@@ -137,7 +147,7 @@ def extra_info(work: Workload, kind: str, device: str, median_s: float | None, m
             "threads": env.get("threads"), "framework_version": env.get("version"),
             "shape": f"{SHAPE_PRESET}: {work.spec.model.num_layers}x{work.spec.model.num_hiddens}, vocab "
                      f"{work.vocab_size}, batch {work.spec.train.batch_size}x{work.spec.train.num_steps}",
-            "tokens_per_call": tokens, "flops_per_token": per_token}
+            "tokens_per_call": tokens, "flops_per_token": per_token, "matmul_peak": matmul_peak}
     for label, seconds in (("median", median_s), ("best", min_s)):
         if seconds:
             info[f"tok_s_{label}"] = tokens / seconds

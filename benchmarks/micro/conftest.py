@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from backends import BACKENDS
+from benchmarks.harness import measure_peak
 from benchmarks.micro.cases import Case, Unavailable, build_workload, enumerate_cases
 
 
@@ -20,7 +21,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only this backend (repeatable; default: every backend, absent ones skip)")
     group.addoption("--micro-threads", type=int, default=None, help="intra-op threads (default: all cores)")
     group.addoption("--micro-device", default="cpu", help="cpu or gpu:N (default cpu)")
-    group.addoption("--micro-rounds", type=int, default=20, help="timed training steps per case (default 20)")
+    group.addoption("--micro-rounds", type=int, default=20,
+                    help="timed training steps (and recurrent passes) per case (default 20)")
     group.addoption("--micro-gen-rounds", type=int, default=200,
                     help="timed generation steps per case (default 200; each is one token)")
     group.addoption("--micro-warmup", type=int, default=3,
@@ -51,4 +53,20 @@ def workload(case: str, request: pytest.FixtureRequest):
 def micro_options(request: pytest.FixtureRequest) -> dict:
     get = request.config.getoption
     return {"device": get("micro_device"), "warmup": get("micro_warmup"),
-            "rounds": {"train": get("micro_rounds"), "generate": get("micro_gen_rounds")}}
+            "rounds": {"train": get("micro_rounds"), "recurrent": get("micro_rounds"),
+                       "generate": get("micro_gen_rounds")}}
+
+
+@pytest.fixture(scope="session")
+def matmul_peak():
+    """peak(workload): its framework's float32 matmul FLOP/s on its device, measured once
+    per session (as `run` does), or None if the backend measures none."""
+    peaks: dict[tuple[str, str], float | None] = {}
+
+    def peak(work, device: str) -> float | None:
+        key = (work.case.backend, device)
+        if key not in peaks:
+            peaks[key] = measure_peak(work.backend, device)
+        return peaks[key]
+
+    return peak

@@ -1,4 +1,5 @@
-"""The timed calls: one training step and one greedy generation step per case.
+"""The timed calls per case: one training step, one forward and backward pass of the
+recurrent layers alone, and one greedy generation step.
 
 pedantic mode, iterations=1: each round is one call, and each call ends with the
 device finished (`train_epoch`/`predict` sync before returning), so a round's time is
@@ -20,11 +21,12 @@ def _stat(benchmark, name: str) -> float | None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_step(benchmark, workload, micro_options, kind):
+def test_step(benchmark, workload, micro_options, matmul_peak, kind):
     case = workload.case
     benchmark.group = f"{kind} {case.cell}"
     benchmark.name = f"{kind}-{case.id}"
     benchmark.pedantic(workload.step(kind), rounds=micro_options["rounds"][kind], iterations=1,
                        warmup_rounds=micro_options["warmup"])
-    benchmark.extra_info.update(extra_info(workload, kind, micro_options["device"],
-                                           _stat(benchmark, "median"), _stat(benchmark, "min")))
+    device = micro_options["device"]
+    benchmark.extra_info.update(extra_info(workload, kind, device, _stat(benchmark, "median"),
+                                           _stat(benchmark, "min"), matmul_peak(workload, device)))
