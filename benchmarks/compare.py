@@ -24,10 +24,10 @@ from common.specs import CELLS
 
 _MEASURE = """
 import sys, time
+from backends import load_backend
 from benchmarks.micro.cases import Case, build_workload
-backend, cell, mode, threads, n = sys.argv[1], sys.argv[2], sys.argv[3] or None, int(sys.argv[4]), int(sys.argv[5])
-work = build_workload(Case(backend, cell, mode or __import__("backends").load_backend(backend, threads).default_mode),
-                      threads)
+backend, cell, mode, threads, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+work = build_workload(Case(backend, cell, mode or load_backend(backend, threads).default_mode), threads)
 batches = [work.batch] * n
 for _ in range(2):
     work.model.train_epoch(batches)
