@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=20, help="batches per timed epoch (default 20)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     args = parser.parse_args(argv)
+    for flag in ("rounds", "batches", "threads"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1; got {getattr(args, flag)}")
     for tree in (args.before, args.after):
         if not (tree / "benchmarks" / "micro" / "cases.py").is_file():
             parser.error(f"{tree} is not an rnnbench checkout (no benchmarks/micro/cases.py)")

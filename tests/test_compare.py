@@ -20,6 +20,12 @@ def test_a_folder_that_is_not_a_checkout_is_refused(tmp_path, capsys):
     assert "is not an rnnbench checkout" in capsys.readouterr().err
 
 
+def test_zero_rounds_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        compare.main(["--before", str(ROOT), "--backend", "pytorch", "--rounds", "0"])
+    assert "--rounds must be at least 1; got 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", list(BACKENDS))
 def test_this_checkout_against_itself(name, capsys):
     """One round, one batch an epoch, the RNN cell: two real measurements and their ratio."""
