@@ -108,12 +108,13 @@ class LanguageModel(ABC):
     def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
         """Mean loss and canonical gradients for one batch from a zero state."""
 
-    def recurrent_pass(self, X: np.ndarray) -> float:
+    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
         """Forward and backward (to the recurrent weights, of the outputs' sum) of the
         recurrent layers alone on batch X's inputs from a zero state; returns that sum,
-        whose read is the sync. No embedding gradient, dense layer, loss or update: the
-        micro-benchmarks' `recurrent` kind, which sets the framework's recurrent kernels
-        against the same ceiling as the whole training step."""
+        whose read is the sync, and with `grads` the canonical `rnn.*` gradients (read
+        after it, for the tests). No embedding gradient, dense layer, loss or update:
+        the micro-benchmarks' `recurrent` kind, which sets the framework's recurrent
+        kernels against the same ceiling as the whole training step."""
         raise NotImplementedError(f"{type(self).__name__} does not time its recurrent layers alone")
 
 

@@ -199,8 +199,26 @@ def loss_and_grads(
         "dense.w": dlogits_t.reshape(-1, dlogits_t.shape[-1]).T @ flat_top,
         "dense.b": dlogits_t.sum(axis=(0, 1)),
     }
-    dxs = dlogits_t @ params["dense.w"]
-    D, H = model.num_directions, model.num_hiddens
+    dxs = _back_layers(params, model, fwd, dlogits_t @ params["dense.w"], grads)
+    if model.input == "embedding":
+        grads["embed.w"] = np.zeros_like(params["embed.w"])
+        np.add.at(grads["embed.w"], X.T, dxs)
+    return loss, {name: grads[name].astype(params[name].dtype) for name in params}, fwd.state
+
+
+def recurrent_grads(params: Params, model: ModelSpec, X: np.ndarray) -> tuple[float, Params]:
+    """The sum of the top layer's outputs from a zero state and its gradients to the
+    recurrent weights (`rnn.*`): what `LanguageModel.recurrent_pass` computes."""
+    fwd = forward(params, model, X)
+    grads: Params = {}
+    _back_layers(params, model, fwd, np.ones_like(fwd.tops), grads)
+    return float(fwd.tops.sum()), grads
+
+
+def _back_layers(params: Params, model: ModelSpec, fwd: Forward, dtops: np.ndarray, grads: Params) -> np.ndarray:
+    """Backpropagate d(loss)/d(top outputs) through every layer from a zero final-state
+    gradient, adding the recurrent weights' gradients to `grads`; returns d(inputs)."""
+    D, H, dxs = model.num_directions, model.num_hiddens, dtops
     for layer in range(model.num_layers - 1, -1, -1):
         dx_in = 0.0
         for d in range(D):
@@ -211,10 +229,7 @@ def loss_and_grads(
             dx, _, _ = _back_direction(model.cell, params, key, fwd.caches[layer][d], douts, zeros, dcT, d == 1, grads)
             dx_in = dx_in + dx
         dxs = dx_in
-    if model.input == "embedding":
-        grads["embed.w"] = np.zeros_like(params["embed.w"])
-        np.add.at(grads["embed.w"], X.T, dxs)
-    return loss, {name: grads[name].astype(params[name].dtype) for name in params}, fwd.state
+    return dxs
 
 
 def clip_global_norm(grads: Params, clip: float) -> tuple[Params, float]:

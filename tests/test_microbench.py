@@ -95,16 +95,29 @@ def test_every_step_runs_once_and_reports_its_work(name):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("name", list(BACKENDS))
-def test_recurrent_pass_runs_the_reference_stack_in_every_mode(name, cell):
-    """The `recurrent` kind's value is the sum of the top layer's outputs from a zero state:
-    the reference's, in every mode (the inputs, state and layers are wired as in training),
-    and the same again on a second call (nothing was updated)."""
+def test_recurrent_pass_is_the_reference_stack_forward_and_backward(name, cell):
+    """The `recurrent` kind computes the sum of the top layer's outputs from a zero state
+    and its gradients to every recurrent weight, as the numpy reference does, in every
+    mode (inputs, state and layers wired as in training); a second call gives the same
+    (nothing was updated or accumulated)."""
     work = _workload(name, cell)
     X = work.batch[0]
-    tops = reference.forward(init_params(work.spec.model, VOCAB_SIZE, 0, "float64"), work.spec.model, X).tops
-    want, scale = tops.sum(), np.abs(tops).sum()  # float32 sums of ~286k terms: compare on the terms' scale
+    params = init_params(work.spec.model, VOCAB_SIZE, 0)
+    want, want_grads = reference.recurrent_grads(reference_params(params), work.spec.model, X)
+    tops = reference.forward(reference_params(params), work.spec.model, X).tops
+    scale = np.abs(tops).sum()  # float32 sums of ~286k terms: compare on the terms' scale
+    assert set(want_grads) == {k for k in params if k.startswith("rnn.")}
     for mode in work.backend.modes:
-        model = work.backend.build(work.spec, VOCAB_SIZE, "cpu", init_params(work.spec.model, VOCAB_SIZE, 0), mode)
-        first = model.recurrent_pass(X)
-        assert abs(first - want) <= 1e-5 * scale, mode
-        assert model.recurrent_pass(X) == pytest.approx(first, rel=1e-6), mode
+        model = work.backend.build(work.spec, VOCAB_SIZE, "cpu", params, mode)
+        total, grads = model.recurrent_pass(X, grads=True)
+        assert abs(total - want) <= 1e-5 * scale, mode
+        assert set(grads) == set(want_grads), mode
+        assert max(reference.relative_error(grads[k], want_grads[k]) for k in want_grads) <= 1e-4, mode
+        again, grads_again = model.recurrent_pass(X, grads=True)
+        assert again == pytest.approx(total, rel=1e-6), mode
+        assert max(reference.relative_error(grads_again[k], grads[k]) for k in grads) <= 1e-6, mode
+        assert model.recurrent_pass(X) == (pytest.approx(total, rel=1e-6), None), mode
+
+
+def reference_params(params):
+    return {k: v.astype(np.float64) for k, v in params.items()}

@@ -148,10 +148,13 @@ class JaxModel(LanguageModel):
                              for name in param_shapes(self.spec.model, self.vocab_size)}
 
     @_in_context
-    def recurrent_pass(self, X: np.ndarray) -> float:
-        total, grads = self.fns.recurrent_grads(self._params, *self._put(X))
-        jax.block_until_ready(grads)
-        return float(total)
+    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
+        total, found = self.fns.recurrent_grads(self._params, *self._put(X))
+        jax.block_until_ready(found)
+        if not grads:
+            return float(total), None
+        return float(total), {f"rnn.{name}": np.asarray(jax.device_get(g))
+                              for name, g in flatten_dict(found, sep=".").items()}
 
     @_in_context
     def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:

@@ -143,14 +143,16 @@ class GluonModel(base.LanguageModel):
             chosen.append(nd.argmax(last, axis=-1))
         return [int(i) for i in nd.concat(*chosen, dim=0).asnumpy()]
 
-    def recurrent_pass(self, X: np.ndarray) -> float:
+    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
         ids, net = nd.transpose(self._ids(X)), self.net
         xs = net.embed(ids) if net.embed is not None else nd.one_hot(ids, self.vocab_size, dtype=self.dtype)
         with autograd.record():
             out, _ = net.rnn(xs, self._zeros(X.shape[0]))
         out.backward()  # a cotangent of ones: the gradient of the outputs' sum
         mx.nd.waitall()
-        return float(out.sum().asnumpy()[0])
+        found = {name: p.grad(self.ctx).asnumpy() for name, p in self._params.items()
+                 if name.startswith("rnn.")} if grads else None
+        return float(out.sum().asnumpy()[0]), found
 
     def get_params(self) -> Params:
         return {name: p.data(self.ctx).asnumpy() for name, p in self._params.items()}

@@ -157,15 +157,23 @@ class TorchModel(LanguageModel):
             out.append(int(logits[-1, 0].argmax()))
         return out
 
-    def recurrent_pass(self, X: np.ndarray) -> float:
+    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
         self.net.train()
         with torch.no_grad():
             x = self.net.inputs(self._to_device(X, X)[0])
         out, _ = self.net.rnn(x, self._zero_state(X.shape[0]))
         total = out.sum()
         total.backward()
+        value = float(total.detach())  # waits for the device
+        found = self._grads(lambda canon: canon.startswith("rnn.")) if grads else None
         self.net.rnn.zero_grad(set_to_none=True)
-        return float(total.detach())  # waits for the device
+        return value, found
+
+    def _grads(self, keep=lambda canon: True) -> Params:
+        """The canonical gradients (those whose name `keep` accepts) as numpy arrays."""
+        named = dict(self.net.named_parameters())
+        return {canon: named[tname].grad.detach().cpu().numpy().copy()
+                for canon, tname in self.names.items() if keep(canon)}
 
     # -- parameters --------------------------------------------------------------
     def get_params(self) -> Params:
@@ -185,8 +193,7 @@ class TorchModel(LanguageModel):
         X, y = self._to_device(X, Y)
         loss, _ = self._loss(X, y, self._zero_state(X.shape[0]))
         loss.backward()
-        named = dict(self.net.named_parameters())
-        grads = {canon: named[tname].grad.detach().cpu().numpy().copy() for canon, tname in self.names.items()}
+        grads = self._grads()
         self.net.zero_grad(set_to_none=True)
         return float(loss.detach()), grads
 

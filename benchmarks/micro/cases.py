@@ -101,10 +101,10 @@ class Workload:
         """Forward, backward, clip and update on one batch (state reset first)."""
         self.model.train_epoch([self.batch])
 
-    def recurrent_step(self) -> float:
+    def recurrent_step(self) -> None:
         """Forward and backward of the recurrent layers alone (`recurrent_pass`): how close
         the framework's recurrent kernels come to the ceiling without the rest of a step."""
-        return self.model.recurrent_pass(self.batch[0])
+        self.model.recurrent_pass(self.batch[0])
 
     def generate_step(self) -> None:
         """One greedy token from a one-token prefix: one forward step, argmax, host read."""
