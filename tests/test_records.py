@@ -37,14 +37,43 @@ def test_broken_and_foreign_lines_are_skipped_with_a_warning(tmp_path):
     assert any("x.jsonl:3" in m for m in messages)
 
 
-def test_a_crash_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
+def test_a_short_write_is_cut_back_off(tmp_path, monkeypatch):
+    """A disk that takes only part of the line: the part is removed, never left half."""
+    import os
+
     path = tmp_path / "x.jsonl"
     append_record(path, record(run_id="a"))
-    monkeypatch.setattr("os.replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(KeyboardInterrupt):
+    before = path.read_bytes()
+    real_write = os.write
+    monkeypatch.setattr("os.write", lambda fd, data: real_write(fd, data[:10]))
+    with pytest.raises(OSError, match="disk full"):
         append_record(path, record(run_id="b"))
-    assert [r["run_id"] for r in iter_records(path)] == ["a"]
-    assert not list(tmp_path.glob("*.tmp"))
+    assert path.read_bytes() == before
+
+
+def test_records_are_strict_json_and_old_files_still_read(tmp_path):
+    path = tmp_path / "x.jsonl"
+    append_record(path, record(run_id="a", summary={"ppl": math.nan, "rows": [math.inf, 1.5]}))
+    line = path.read_text()
+    json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert json.loads(line)["summary"] == {"ppl": None, "rows": [None, 1.5]}
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps(record(run_id="old", summary={"ppl": math.inf})) + "\n")
+    assert next(iter_records(old))["summary"]["ppl"] == math.inf
+
+
+def test_append_keeps_mode_and_symlink_and_mends_a_missing_newline(tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / "real.jsonl"
+    target.write_text(json.dumps(record(run_id="a")))  # no final newline
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    append_record(link, record(run_id="b"))
+    assert link.is_symlink() and stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert [r["run_id"] for r in iter_records(target)] == ["a", "b"]
 
 
 def test_perplexity_and_steady_state():
