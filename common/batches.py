@@ -41,18 +41,30 @@ def _rows(ids: np.ndarray, starts: np.ndarray, num_steps: int) -> Batch:
 # ---- sequential ---------------------------------------------------------------------
 
 
-def _check_sequential(n: int, b: int, s: int, what: str) -> None:
+def _fixes(options: list[tuple[str, int]], needed: int, n: int, max_tokens: int, what: str) -> str:
+    """`use a <= x or b <= y or max_tokens >= z`: only the limits that could work (a
+    bound below 1 is no advice), and max_tokens only when it is what cut the stream."""
+    fixes = [f"{field} <= {bound}" for field, bound in options if bound >= 1]
+    if what == "corpus" and 0 < max_tokens <= n:
+        fixes.append(f"max_tokens >= {needed} (if the corpus has that many; -1 takes all of it)")
+    elif not fixes:
+        fixes.append(f"smaller sizes: at least {needed} tokens are needed")
+    return "use " + " or ".join(fixes)
+
+
+def _check_sequential(n: int, b: int, s: int, what: str, max_tokens: int = -1) -> None:
     # The worst offset is num_steps: then (n - s - 1) // b columns must hold one block.
+    needed = b * s + s + 1
     if n < 2 * s + 1:
         raise SpecError(
             f"num_steps={s} is too long for the {what} of {n} tokens with sequential "
-            f"sampling: use num_steps <= {(n - 1) // 2} (or more tokens: max_tokens)"
+            f"sampling: " + _fixes([("num_steps", (n - 1) // 2)], needed, n, max_tokens, what)
         )
-    if n < b * s + s + 1:
+    if n < needed:
         raise SpecError(
-            f"batch_size*num_steps = {b}*{s} needs at least {b * s + s + 1} tokens but the "
-            f"{what} has {n}, so there would be zero batches: use batch_size <= "
-            f"{(n - s - 1) // s} or num_steps <= {(n - 1) // (b + 1)} (or raise max_tokens)"
+            f"batch_size*num_steps = {b}*{s} needs at least {needed} tokens but the "
+            f"{what} has {n}, so there would be zero batches: "
+            + _fixes([("batch_size", (n - s - 1) // s), ("num_steps", (n - 1) // (b + 1))], needed, n, max_tokens, what)
         )
 
 
@@ -69,18 +81,19 @@ def _sequential(ids: np.ndarray, b: int, s: int, offset: int) -> list[Batch]:
 # ---- random -------------------------------------------------------------------------
 
 
-def _check_random(n: int, b: int, s: int) -> None:
+def _check_random(n: int, b: int, s: int, max_tokens: int = -1) -> None:
     # The worst dropped prefix is num_steps-1 tokens: (n - s) // s subsequences remain.
+    needed = s * (b + 1)
     if n < 2 * s:
         raise SpecError(
             f"num_steps={s} is too long for the corpus of {n} tokens with random "
-            f"sampling: use num_steps <= {n // 2} (or more tokens: max_tokens)"
+            f"sampling: " + _fixes([("num_steps", n // 2)], needed, n, max_tokens, "corpus")
         )
-    if n < s * (b + 1):
+    if n < needed:
         raise SpecError(
-            f"batch_size*num_steps = {b}*{s} needs at least {s * (b + 1)} tokens but the "
-            f"corpus has {n}, so there would be zero batches: use batch_size <= "
-            f"{(n - s) // s} or num_steps <= {n // (b + 1)} (or raise max_tokens)"
+            f"batch_size*num_steps = {b}*{s} needs at least {needed} tokens but the "
+            f"corpus has {n}, so there would be zero batches: "
+            + _fixes([("batch_size", (n - s) // s), ("num_steps", n // (b + 1))], needed, n, max_tokens, "corpus")
         )
 
 
@@ -116,11 +129,11 @@ def window_split(num_windows: int, num_train: int, num_val: int) -> tuple[range,
     return range(num_train), range(num_train, num_train + num_val)
 
 
-def _num_windows(n: int, s: int, what: str) -> int:
+def _num_windows(n: int, s: int, what: str, max_tokens: int = -1) -> int:
     if n - s < 1:
         raise SpecError(
-            f"num_steps={s} is too long for the {what} of {n} tokens: windows of "
-            f"num_steps+1 tokens need num_steps <= {n - 1}"
+            f"num_steps={s} is too long for the {what} of {n} tokens (a window holds "
+            f"num_steps+1 tokens): " + _fixes([("num_steps", n - 1)], s + 1, n, max_tokens, what)
         )
     return n - s
 
@@ -134,16 +147,16 @@ def _windows(ids: np.ndarray, starts: np.ndarray, b: int, s: int) -> list[Batch]
 
 def train_batches(corpus: Corpus, spec: RunSpec, epoch: int) -> list[Batch]:
     """The training batches of one epoch; the same (seed, epoch) gives the same bytes."""
-    ids, t = corpus.tokens, spec.train
+    ids, t, cut = corpus.tokens, spec.train, spec.data.max_tokens
     b, s, n = t.batch_size, t.num_steps, len(corpus.tokens)
     rng = _rng(t.seed, epoch)
     if t.sampling == "sequential":
-        _check_sequential(n, b, s, "corpus")
+        _check_sequential(n, b, s, "corpus", cut)
         return _sequential(ids, b, s, int(rng.randint(0, s + 1)))
     if t.sampling == "random":
-        _check_random(n, b, s)
+        _check_random(n, b, s, cut)
         return _random(ids, b, s, rng)
-    train, _ = window_split(_num_windows(n, s, "corpus"), spec.data.num_train, spec.data.num_val)
+    train, _ = window_split(_num_windows(n, s, "corpus", cut), spec.data.num_train, spec.data.num_val)
     return _windows(ids, train.start + rng.permutation(len(train)), b, s)
 
 
@@ -158,7 +171,7 @@ def valid_batches(corpus: Corpus, spec: RunSpec) -> list[Batch]:
     b, s = t.batch_size, t.num_steps
     if t.sampling == "windows":
         if spec.data.num_val:
-            n_windows = _num_windows(len(corpus.tokens), s, "corpus")
+            n_windows = _num_windows(len(corpus.tokens), s, "corpus", spec.data.max_tokens)
             _, val = window_split(n_windows, spec.data.num_train, spec.data.num_val)
             return _windows(corpus.tokens, np.arange(val.start, val.stop), b, s)
         if corpus.valid is None:

@@ -8,6 +8,8 @@ which lets a CLI override say `lr=0.5` as well as `train.lr=0.5`.
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -38,9 +40,13 @@ def _positive(name: str, value: Any, minimum: int = 1, maximum: int = 2**31 - 1)
 
 
 def _number(name: str, value: Any, minimum: float, inclusive: bool = True) -> None:
+    """A finite int or float >= minimum (> with inclusive=False); NaN and infinities
+    are refused here, since every comparison with NaN is false and would let it by."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or value < minimum or (not inclusive and value == minimum):
-        raise SpecError(f"{name}={value!r} must be a number {'>=' if inclusive else '>'} {minimum}")
+    finite = ok and math.isfinite(value)
+    if not finite or value < minimum or (not inclusive and value == minimum):
+        kind = "a finite number" if ok and not finite else "a number"
+        raise SpecError(f"{name}={value!r} must be {kind} {'>=' if inclusive else '>'} {minimum}")
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,10 @@ class RunSpec:
             raise SpecError(f"unknown spec section(s) {sorted(unknown)}; use {list(SECTIONS)}")
         parts = {}
         for name, klass in SECTIONS.items():
-            section = dict(raw.get(name, {}))
+            section = raw.get(name, {})
+            if not isinstance(section, dict):
+                raise SpecError(f"[{name}] must be a table of fields, not {section!r}")
+            section = dict(section)
             known = {f.name for f in fields(klass)}
             bad = set(section) - known
             if bad:
@@ -209,19 +218,64 @@ def _parse_assignment(item: str) -> tuple[str, str, Any]:
 PRESET_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "presets"
 
 
-def preset_names(preset_dir: Path = PRESET_DIR) -> list[str]:
-    return sorted(p.stem for p in preset_dir.glob("*.toml"))
+def preset_names(preset_dir: Path | None = None) -> list[str]:
+    """Names of the presets in `preset_dir` that load; a malformed one is left out
+    with a one-line warning on stderr (once per file), so it cannot hide the rest from
+    `list` or a suite. Asking for it by name still gives its error."""
+    preset_dir = preset_dir or PRESET_DIR  # read at call time, so tests can point it elsewhere
+    names = []
+    for path in sorted(preset_dir.glob("*.toml")):
+        try:
+            load_preset(path.stem, preset_dir)
+        except SpecError as exc:
+            if path not in _WARNED:
+                _WARNED.add(path)
+                print(f"warning: {exc}", file=sys.stderr)
+            continue
+        names.append(path.stem)
+    return names
 
 
-def load_preset(name: str, preset_dir: Path = PRESET_DIR) -> tuple[RunSpec, dict[str, Any]]:
-    """A preset's RunSpec and its `[book]` metadata (what the source reported)."""
+_WARNED: set[Path] = set()
+
+
+def load_preset(name: str, preset_dir: Path | None = None) -> tuple[RunSpec, dict[str, Any]]:
+    """A preset's RunSpec and its `[book]` metadata (what the source reported).
+
+    Every problem with the file (unreadable, not UTF-8, not TOML, a section or field
+    of the wrong type) is one SpecError line that names the file.
+    """
+    preset_dir = preset_dir or PRESET_DIR
     path = preset_dir / f"{name}.toml"
     if not path.is_file():
-        raise SpecError(f"unknown preset {name!r}; available: {', '.join(preset_names(preset_dir))}")
+        available = sorted(p.stem for p in preset_dir.glob("*.toml"))
+        raise SpecError(f"unknown preset {name!r}; available: {', '.join(available)}")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"preset file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise SpecError(f"preset file {path} cannot be read ({exc.strerror}): check its permissions") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"preset file {path} is not valid TOML: {exc}") from exc
-    meta = raw.pop("book", {})
-    meta["description"] = raw.pop("description", "")
-    return RunSpec.from_dict(raw), meta
+        raise SpecError(f"preset file {path} is not valid TOML: {exc}") from None
+    try:
+        meta = raw.pop("book", {})
+        if not isinstance(meta, dict):
+            raise SpecError(f"[book] must be a table (e.g. target_ppl = 1.1), not {meta!r}")
+        description = raw.pop("description", "")
+        if not isinstance(description, str):
+            raise SpecError(f"description must be a string, not {description!r}")
+        _check_book(meta)
+        spec = RunSpec.from_dict(raw)
+    except SpecError as exc:
+        raise SpecError(f"preset file {path}: {exc}") from None
+    return spec, {**meta, "description": description}
+
+
+def _check_book(meta: dict[str, Any]) -> None:
+    """The `[book]` fields the harness reads: a target perplexity and its metric."""
+    target = meta.get("target_ppl")
+    if target is not None:
+        _number("[book] target_ppl", target, 1)
+    if meta.get("metric", "train_ppl") not in ("train_ppl", "val_ppl"):
+        raise SpecError(f"[book] metric={meta['metric']!r} is not allowed; choose one of: train_ppl, val_ppl")
