@@ -8,6 +8,7 @@ exits 1; Ctrl-C exits 130 after writing the `interrupted` record.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -66,8 +67,15 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_spec(args: argparse.Namespace) -> tuple[RunSpec, dict]:
+    """The preset with --epochs and --set applied; checks --threads (an error below 1,
+    a one-line warning above the core count: oversubscribed threads make timings slow
+    and noisy, so such a run is not comparable)."""
+    cores = os.cpu_count() or 1
     if args.threads is not None and args.threads < 1:
         raise RnnbenchError(f"--threads={args.threads} must be at least 1")
+    if args.threads is not None and args.threads > cores:
+        print(f"warning: --threads={args.threads} is more than the {cores} cores here, so threads share cores "
+              f"and timings are slower and noisier: use --threads {cores} or fewer", file=sys.stderr)
     spec, book = load_preset(args.preset)
     overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs is not None else [])
     return spec.with_overrides(overrides), book
@@ -103,7 +111,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from benchmarks.parity import check, print_report
 
     spec, _ = resolve_spec(args)
-    result = check(args.backend, spec, args.device, args.data_dir, args.threads)
+    result = check(args.backend, spec, args.device, args.data_dir, args.threads, args.mode)
     return 0 if print_report(args.backend, result) else 1
 
 
