@@ -11,9 +11,13 @@ the middle — the epochs already run are written as one record, atomically.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import resource
+import signal
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,7 @@ from backends.base import Backend, LanguageModel, parse_device
 from backends.heap import heap_settings
 from common.batches import train_batches, valid_batches
 from common.corpus import Corpus, load_corpus
+from common.errors import ResultsUnwritable, RunInterrupted
 from common.environment import machine_environment, peak_rss_mb
 from common.flops import train_flops_per_token
 from common.metrics import perplexity, steady_state
@@ -71,27 +76,102 @@ def results_file(req: RunRequest) -> Path:
 def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> dict[str, Any]:
     """Run one benchmark and append its record; returns the record.
 
-    User errors (spec, data, backend, device) are raised before anything is written.
+    User errors (spec, data, backend, device, a results folder that cannot be written)
+    are raised before anything is written or trained. SIGTERM is handled like Ctrl-C
+    (SIGINT): during training either one stops it and the epochs done are written as
+    an `interrupted` record; before training (data, framework, model build) there is
+    nothing to record, so it ends as RunInterrupted, a one-line error. Signals that
+    come while the record is being written wait until it is on disk.
     """
     started = time.perf_counter()
-    corpus = load_corpus(req.spec.data, req.data_dir)
-    valid = valid_batches(corpus, req.spec)
-    train_batches(corpus, req.spec, 0)  # raises SpecError now for sizes that cannot fit
-    backend = load_backend(req.backend, req.threads)
-    model = build_model(backend, req, len(corpus.vocab))
-    state = RunState(vocab_size=len(corpus.vocab))
-    state.peak_flops = measure_peak(backend, req.device) if req.measure_peak else None
+    check_results_writable(results_file(req))
+    with StopSignals() as stop:
+        try:
+            corpus = load_corpus(req.spec.data, req.data_dir)
+            valid = valid_batches(corpus, req.spec)
+            train_batches(corpus, req.spec, 0)  # raises SpecError now for sizes that cannot fit
+            backend = load_backend(req.backend, req.threads)
+            model = build_model(backend, req, len(corpus.vocab))
+        except KeyboardInterrupt:
+            raise RunInterrupted(f"interrupted by {stop.reason or 'Ctrl-C'} before training started "
+                                 f"(loading data, framework or model): nothing was recorded") from None
+        state = RunState(vocab_size=len(corpus.vocab))
+        try:
+            state.peak_flops = measure_peak(backend, req.device) if req.measure_peak else None
+            train(model, corpus, req.spec, valid, state, on_epoch)
+            if state.status == "ok":
+                state.samples = samples(model, corpus, req.spec)
+            stop.hold()
+        except KeyboardInterrupt:
+            stop.hold()
+            state.status, state.error = "interrupted", f"interrupted by {stop.reason or 'the user (Ctrl-C)'}"
+        except Exception as exc:  # recorded, then re-raised for the CLI to report
+            stop.hold()
+            state.status, state.error = "error", f"{type(exc).__name__}: {exc}"
+            write_record(req, backend, model, state, started)
+            raise
+        return write_record(req, backend, model, state, started)
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler, nox after Ctrl-C) during a run.
+
+    The first one raises KeyboardInterrupt wherever the run is, so the epochs done are
+    recorded as `interrupted`; a later one, or any after `hold()` (the record is being
+    written), is only noted, because nox follows Ctrl-C with SIGTERM 0.3 s later and
+    that must not cut the record short. Off the main thread signals are left alone.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None  # which signal stopped the run
+        self.armed = True
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.reason is None:
+            self.reason = "the user (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+
+    def hold(self) -> None:
+        """From now on signals are only noted: the record is about to be written."""
+        self.armed = False
+
+
+def check_results_writable(path: Path) -> None:
+    """Refuse now, not after hours of training, a results file that cannot be written:
+    its folder must exist or be creatable and be a folder, and must take a new file
+    (or the file, if there, must open for appending). Writes no record."""
+    folder = path.parent
+    fix = "give --results a folder you can write to"
     try:
-        train(model, corpus, req.spec, valid, state, on_epoch)
-        if state.status == "ok":
-            state.samples = samples(model, corpus, req.spec)
-    except KeyboardInterrupt:
-        state.status, state.error = "interrupted", "interrupted by the user (Ctrl-C)"
-    except Exception as exc:  # recorded, then re-raised for the CLI to report
-        state.status, state.error = "error", f"{type(exc).__name__}: {exc}"
-        write_record(req, backend, model, state, started)
-        raise
-    return write_record(req, backend, model, state, started)
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ResultsUnwritable(f"results folder {folder} is a file, not a folder: {fix}") from None
+    except OSError as exc:
+        raise ResultsUnwritable(f"cannot create results folder {folder} ({exc.strerror}): {fix}") from None
+    if path.is_dir():
+        raise ResultsUnwritable(f"results file {path} is a folder: move it away or {fix}")
+    try:
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))  # follows a symlink, writes nothing
+        else:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".rnnbench-probe-")
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise ResultsUnwritable(f"cannot write records to {path} ({exc.strerror}): {fix}") from None
 
 
 def measure_peak(backend: Backend, device: str) -> float | None:

@@ -20,3 +20,14 @@ class BackendUnavailable(RnnbenchError):
 
 class DeviceUnavailable(RnnbenchError):
     """The requested device does not exist on this machine."""
+
+
+class ResultsUnwritable(RnnbenchError):
+    """The results folder or file cannot be created or written (checked before training)."""
+
+
+class RunInterrupted(RnnbenchError):
+    """Ctrl-C or SIGTERM before training started, so there was nothing to record.
+    `exit_code` is the shell's code for an interrupted command (128 + SIGINT)."""
+
+    exit_code = 130
