@@ -190,26 +190,32 @@ def test_parity_builds_the_mode_asked_for(backend, data_dir, capsys):
 
 
 HOOK = """
-import sys
+import os, sys, time
 from pathlib import Path
-from benchmarks import progress
+from benchmarks import harness, progress
 from benchmarks.cli import main
 
 flag, argv = Path(sys.argv[1]), sys.argv[2:]
 def update(self, row):
     flag.write_text(str(row["epoch"]))  # an epoch is done: training is under way
 progress.Progress.update = update
+write_record, slow = harness.write_record, float(os.environ.get("SLOW_RECORD_S", 0))
+def slow_write_record(*args, **kwargs):  # a slow machine probe: signals land mid-write
+    time.sleep(slow)
+    return write_record(*args, **kwargs)
+harness.write_record = slow_write_record
 sys.exit(main(argv))
 """
 
 
-def start_run(backend: str, tmp_path: Path, data_dir: Path) -> tuple[subprocess.Popen, Path]:
+def start_run(backend: str, tmp_path: Path, data_dir: Path, slow_record_s: float = 0.0) -> tuple[subprocess.Popen, Path]:
     """A real `run` process with far more epochs than the test waits for; returns it
-    once its first epoch is done."""
+    once its first epoch is done. Writing its record starts `slow_record_s` late."""
     flag = tmp_path / "epoch"
     argv = ["run", "--backend", backend, *SMOKE, "--epochs", "100000",
             "--results", str(tmp_path / "runs"), "--data-dir", str(data_dir)]
-    proc = subprocess.Popen([sys.executable, "-c", HOOK, str(flag), *argv], cwd=REPO,
+    env = {**os.environ, "SLOW_RECORD_S": str(slow_record_s)}
+    proc = subprocess.Popen([sys.executable, "-c", HOOK, str(flag), *argv], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not flag.exists():
@@ -241,8 +247,9 @@ def test_sigterm_writes_an_interrupted_record(backend, tmp_path, data_dir):
 
 def test_nox_ctrl_c_then_sigterm_keeps_the_record(backend, tmp_path, data_dir):
     """nox passes Ctrl-C on as SIGINT and sends SIGTERM 0.3 s later: the second signal
-    must not cut the record short (it lands while the record is being written)."""
-    proc, runs = start_run(backend, tmp_path, data_dir)
+    must not cut the record short. Writing the record is held back 1 s here, so the
+    SIGTERM surely lands while it is being written."""
+    proc, runs = start_run(backend, tmp_path, data_dir, slow_record_s=1.0)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     if proc.poll() is None:
