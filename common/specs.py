@@ -273,7 +273,11 @@ def load_preset(name: str, preset_dir: Path | None = None) -> tuple[RunSpec, dic
 
 
 def _check_book(meta: dict[str, Any]) -> None:
-    """The `[book]` fields the harness reads: a target perplexity and its metric."""
+    """The `[book]` fields the harness and report read: a target perplexity, its
+    metric, and `results`, the book's printed numbers (a list of tables)."""
+    results = meta.get("results", [])
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise SpecError("[book] results must be a list of tables, e.g. [{ framework = \"mxnet\", ppl = 1.1 }]")
     target = meta.get("target_ppl")
     if target is not None:
         _number("[book] target_ppl", target, 1)

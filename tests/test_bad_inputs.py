@@ -61,6 +61,7 @@ def presets(tmp_path, monkeypatch) -> Path:
     write_preset(folder, "not-toml", "[model\ncell = lstm\n")
     write_preset(folder, "nan-lr", smoke.replace("lr = 1.0", "lr = nan"))
     write_preset(folder, "bad-target", smoke + '\n[book]\ntarget_ppl = "low"\n')
+    write_preset(folder, "bad-results", smoke + '\n[book]\nresults = [1, 2]\n')
     monkeypatch.setattr("common.specs.PRESET_DIR", folder)
     return folder
 
@@ -133,6 +134,7 @@ def test_unwritable_results_folder_fails_before_training(tmp_path, data_dir, cap
     ("not-toml", "not-toml.toml is not valid TOML"),
     ("nan-lr", "nan-lr.toml: lr=nan must be a finite number > 0"),
     ("bad-target", "bad-target.toml: [book] target_ppl='low' must be a number"),
+    ("bad-results", "bad-results.toml: [book] results must be a list of tables"),
 ])
 def test_malformed_preset_is_one_line_naming_the_file(preset, message, presets, capsys):
     code, err, _ = cli(["run", "--backend", "pytorch", "--preset", preset], capsys)
@@ -145,7 +147,7 @@ def test_a_malformed_preset_does_not_break_list(presets, capsys):
     assert code == 0, err
     assert "smoke" in out and "book-number" not in out
     warned = [line for line in err if line.startswith("warning: preset file")]
-    assert len(warned) == 7 and any("book-number.toml" in line for line in warned), err
+    assert len(warned) == 8 and any("book-number.toml" in line for line in warned), err
     assert not any("Traceback" in line for line in err)
 
 
