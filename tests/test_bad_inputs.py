@@ -126,6 +126,18 @@ def test_unwritable_results_folder_fails_before_training(tmp_path, data_dir, cap
     assert code == 2 and err[0].startswith("error: cannot write records to"), err
 
 
+def test_results_folder_refusing_files_fails_before_training(tmp_path, data_dir, capsys, monkeypatch):
+    """The same check where root ignores permissions: the folder refuses a new file."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("benchmarks.harness.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("benchmarks.harness.load_corpus", lambda *a: pytest.fail("data read before the check"))
+    code, err, _ = cli(run_args("--results", str(tmp_path), "--data-dir", str(data_dir)), capsys)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: cannot write records to") and "(Permission denied)" in err[0]
+
+
 @pytest.mark.parametrize("preset,message", [
     ("book-number", "book-number.toml: [book] must be a table"),
     ("string-layers", "string-layers.toml: num_layers='two' must be a whole number"),
