@@ -1,5 +1,9 @@
-"""Sessions: `nox -s bench` (all backends, then the report), `nox -s tests` and
-`nox -s microbench` (pytest-benchmark step timings per backend).
+"""Sessions: `nox -s bench` (one campaign over every backend, then the report),
+`nox -s tests`, `nox -s compare -- BASE NEW` and `nox -s microbench`.
+
+`bench` builds each backend's venv (`bench-<backend> -- --prepare`, which writes the
+venv's Python into .nox/rnnbench-pythons/), then the `campaign` session drives one
+process per backend from the report's venv, round by round (benchmarks/campaign.py).
 
 Each framework gets its own virtualenv with pinned versions (constraints/), because
 MXNet 1.9.1 needs numpy 1.23 while current JAX needs numpy >= 1.26; the report (pandas,
@@ -9,27 +13,31 @@ matplotlib) has its own too, so nothing upgrades numpy under MXNet.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchmarks.suites import PlanError, plan  # noqa: E402
+from benchmarks.suites import BACKEND_NAMES, PlanError, plan  # noqa: E402
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
-BACKENDS = ("pytorch", "mxnet", "jax")
+BACKENDS = BACKEND_NAMES
 PACKAGES = {
     "core": ["numpy"],
     "pytorch": ["numpy", "torch"],
     "mxnet": ["numpy", "mxnet"],
     "jax": ["numpy", "jax", "jaxlib", "flax", "optax"],
-    "report": ["numpy", "pandas", "matplotlib", "tabulate"],
+    "report": ["numpy", "pandas", "matplotlib", "tabulate", "scipy"],
 }
+ENV_TOOLS = ["py-cpuinfo", "psutil"]  # the machine fingerprint, the same in every venv
 TEST_TOOLS = ["pytest", "pytest-benchmark"]
 BENCH_TOOLS = ["tqdm"]
+REGISTRY = Path(__file__).resolve().parent / ".nox" / "rnnbench-pythons"  # backend -> its venv's Python
+INTERRUPT_S = 30  # Ctrl-C: time for every run to write its `interrupted` record before nox sends SIGTERM
 
 
 def constraints(env: str) -> str:
@@ -37,7 +45,11 @@ def constraints(env: str) -> str:
 
 
 def install(session: nox.Session, env: str, *extra: str) -> None:
-    session.install("-c", constraints(env), *PACKAGES[env], *extra)
+    session.install("-c", constraints(env), *PACKAGES[env], *ENV_TOOLS, *extra)
+
+
+def venv_python(session: nox.Session) -> str:
+    return str(Path(session.virtualenv.location) / "bin" / "python")
 
 
 def data_env() -> dict[str, str]:
@@ -51,24 +63,34 @@ def data_env() -> dict[str, str]:
 @nox.session(python=PYTHON)
 @nox.parametrize("env", list(PACKAGES))
 def tests(session: nox.Session, env: str) -> None:
-    """pytest in one venv per framework (tests of absent frameworks skip)."""
+    """pytest in one venv per framework; RNNBENCH_TEST_BACKENDS names the framework the
+    venv must have, so a broken install fails instead of skipping its tests."""
     install(session, env, *TEST_TOOLS, *(BENCH_TOOLS if env in BACKENDS else []))
-    session.run("python", "-m", "pytest", *session.posargs, env=data_env())
+    tested = env if env in BACKENDS else ""
+    session.run("python", "-m", "pytest", *session.posargs, env={**data_env(), "RNNBENCH_TEST_BACKENDS": tested})
 
 
 def bench_backend(session: nox.Session, backend: str) -> None:
-    try:
-        runs = plan(backend, session.posargs)
-    except PlanError as exc:
-        session.error(str(exc))
-    if not runs:
-        session.skip(f"nothing to run for {backend} with these arguments")
+    """`--prepare` (from `bench`): build the venv and register its Python. Otherwise a
+    campaign of this backend alone, records only (the report has its own venv)."""
+    prepare = session.posargs[:1] == ["--prepare"]
+    if not prepare:
+        try:
+            runs = plan(backend, session.posargs)
+        except PlanError as exc:
+            session.error(str(exc))
+        if not runs:
+            session.skip(f"nothing to run for {backend} with these arguments")
     try:
         install(session, backend, *BENCH_TOOLS)
     except nox.command.CommandFailed:
         session.skip(f"{backend}: its virtualenv could not be built here (see the pip output above)")
-    for args in runs:
-        session.run("python", "-m", "benchmarks", "run", "--backend", backend, *args, env=data_env())
+    if prepare:
+        REGISTRY.mkdir(parents=True, exist_ok=True)
+        (REGISTRY / backend).write_text(venv_python(session))
+        return
+    session.run("python", "-m", "benchmarks", "campaign", f"--python={backend}={venv_python(session)}",
+                "--no-report", *session.posargs, env=data_env(), interrupt_timeout=INTERRUPT_S)
 
 
 @nox.session(name="bench-pytorch", python=PYTHON)
@@ -106,17 +128,45 @@ def microbench(session: nox.Session, backend: str) -> None:
 
 @nox.session(python=PYTHON)
 def report(session: nox.Session) -> None:
-    """Tables and plots from every record under results/runs (its own venv: pandas)."""
+    """Tables and plots from every record under results/runs, campaign by campaign (its own venv: pandas, scipy)."""
     install(session, "report")
     session.run("python", "-m", "benchmarks", "report", *session.posargs)
 
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """Every backend, one after another with the same threads, then the report."""
-    for backend in BACKENDS:
-        session.notify(f"bench-{backend}", session.posargs)
-    session.notify("report", [])  # the suite arguments are not the report's
+    """One campaign: every backend's venv, then the backends interleaved round by round
+    with the same threads, then REPORT.md (this campaign first) and summary.json."""
+    wanted = BACKENDS
+    try:
+        if "--backend" in session.posargs:
+            wanted = [b for b in BACKENDS if plan(b, session.posargs)]
+        else:
+            plan(BACKENDS[0], session.posargs)
+    except PlanError as exc:
+        session.error(str(exc))
+    shutil.rmtree(REGISTRY, ignore_errors=True)
+    for backend in wanted:
+        session.notify(f"bench-{backend}", ["--prepare"])
+    session.notify("campaign", session.posargs)
+
+
+@nox.session(python=PYTHON)
+def campaign(session: nox.Session) -> None:
+    """Run by `nox -s bench`: the campaign driver over the registered venvs, then the report."""
+    install(session, "report")
+    pythons = [f"--python={path.name}={path.read_text().strip()}" for path in sorted(REGISTRY.glob("*"))]
+    if not pythons:
+        session.error("no backend venv could be built (see the pip output above); nothing to run")
+    session.run("python", "-m", "benchmarks", "campaign", *pythons, *session.posargs, env=data_env(),
+                interrupt_timeout=INTERRUPT_S)
+
+
+@nox.session(python=PYTHON)
+def compare(session: nox.Session) -> None:
+    """Two campaigns side by side (`nox -s compare -- BASE NEW`; see `python -m benchmarks compare -h`)."""
+    install(session, "report")
+    session.run("python", "-m", "benchmarks", "compare", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -32,11 +32,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="skip measuring the matmul peak (a few seconds) used for utilisation")
     run.add_argument("--tag", default=None, metavar="NAME",
                      help="label stored in the record (e.g. `scaling`: the report's scaling curves)")
+    camp = run.add_argument_group("campaign (set by `python -m benchmarks campaign`; a run on its own is "
+                                  "a campaign of one)")
+    camp.add_argument("--campaign", default=None, metavar="ID", help="the campaign this run belongs to")
+    camp.add_argument("--rounds", type=int, default=1, help="slices of the epochs after the warm-up (default 1)")
+    camp.add_argument("--gate", action="store_true",
+                      help="wait for the driver's `go` on stdin before each round (the campaign's pipe)")
+    camp.add_argument("--contender", default=None, help="this process's name in the campaign")
+    camp.add_argument("--run-id", default=None, help="the record's run id (default: a new one)")
     parity = sub.add_parser("parity", help="compare a backend's loss and gradients with the numpy reference")
     _spec_arguments(parity)
     report = sub.add_parser("report", help="turn recorded runs into tables and plots (needs pandas, matplotlib)")
     _report_arguments(report)
     sub.add_parser("list", help="presets, backends and devices")
+    sub.add_parser("campaign", add_help=False,
+                   help="a suite in every backend, interleaved round by round (`campaign --help`)")
+    compare = sub.add_parser("compare", help="two campaigns side by side: NEW over BASE per preset, backend, mode")
+    _compare_arguments(compare)
     return parser.parse_args(argv)
 
 
@@ -81,23 +93,42 @@ def resolve_spec(args: argparse.Namespace) -> tuple[RunSpec, dict]:
     return spec.with_overrides(overrides), book
 
 
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("base", help="campaign id, or a results folder (its latest campaign)")
+    p.add_argument("new", help="campaign id, or a results folder (its latest campaign)")
+    p.add_argument("--results", type=Path, action="append", default=None,
+                   help="folders searched for campaign ids (default: results/runs and results/reference/runs)")
+    p.add_argument("--json", action="store_true", help='print {"rows": [...]} instead of a table')
+    p.add_argument("--force", action="store_true", help="compare campaigns from different machines anyway")
+    p.add_argument("--min-effect", type=float, default=0.10,
+                   help="smallest change called faster/slower between campaigns (default 0.10, as asv)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["campaign"]:
+        from benchmarks.campaign import main as campaign_main
+
+        return campaign_main(argv[1:])
     args = parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except RnnbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.harness import RunRequest, run
     from benchmarks.progress import Progress
+    from benchmarks.rounds import epoch_rounds
     from benchmarks.summary import describe_run
 
     spec, book = resolve_spec(args)
+    epoch_rounds(spec.train.epochs, args.rounds)  # --rounds 0 is an error before anything runs
     req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads,
-                     args.data_dir, args.results, args.peak, args.tag)
+                     args.data_dir, args.results, args.peak, args.tag, campaign=args.campaign,
+                     rounds=args.rounds, gated=args.gate, contender=args.contender, run_id=args.run_id)
     progress = Progress(spec.train.epochs, f"{args.backend} {args.preset}", enabled=None if not args.quiet else False)
     try:
         record = run(req, progress.update)
@@ -134,4 +165,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "parity": cmd_parity, "report": cmd_report, "list": cmd_list}
+def cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.report.compare import run_compare
+    except ImportError as exc:
+        raise RnnbenchError(f"compare needs pandas and scipy ({exc}): run `nox -s compare -- BASE NEW`") from exc
+    return run_compare(args)
+
+
+COMMANDS = {"run": cmd_run, "parity": cmd_parity, "report": cmd_report, "list": cmd_list, "compare": cmd_compare}

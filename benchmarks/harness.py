@@ -26,14 +26,15 @@ from typing import Any, Callable
 from backends import default_threads, load_backend
 from backends.base import Backend, LanguageModel, parse_device
 from backends.heap import heap_settings
+from benchmarks.rounds import Gate, epoch_rounds
 from common.batches import train_batches, valid_batches
 from common.corpus import Corpus, load_corpus
 from common.errors import ResultsUnwritable, RunInterrupted
-from common.environment import machine_environment, peak_rss_mb
+from common.environment import machine_environment, machine_fingerprint, peak_rss_mb
 from common.flops import train_flops_per_token
 from common.metrics import perplexity, steady_state
 from common.params import init_params
-from common.records import SCHEMA, append_record, new_run_id, utc_now
+from common.records import SCHEMA, append_record, new_campaign_id, new_run_id, utc_now
 from common.specs import RunSpec
 
 SAMPLE_PREFIXES = {"time_machine": ("time traveller", "traveller"), "jaychou_lyrics": ("分开", "不分开"),
@@ -54,6 +55,11 @@ class RunRequest:
     results_dir: Path = Path("results/runs")
     measure_peak: bool = True
     tag: str | None = None  # a study this run belongs to (e.g. "scaling"), stored as the record's `tag`
+    campaign: str | None = None  # the campaign id; a run on its own is a campaign of one
+    rounds: int = 1  # slices of the epochs after the warm-up (benchmarks.rounds)
+    gated: bool = False  # wait for the campaign driver's `go` before each round
+    contender: str | None = None  # the campaign's name for this process (backend[/mode][@checkout])
+    run_id: str | None = None  # chosen by the campaign driver, so it can find the record
 
 
 @dataclass
@@ -92,13 +98,14 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
             train_batches(corpus, req.spec, 0)  # raises SpecError now for sizes that cannot fit
             backend = load_backend(req.backend, req.threads)
             model = build_model(backend, req, len(corpus.vocab))
+            machine_fingerprint()  # worked out now, so the record is quick to write at a stop
         except KeyboardInterrupt:
             raise RunInterrupted(f"interrupted by {stop.reason or 'Ctrl-C'} before training started "
                                  f"(loading data, framework or model): nothing was recorded") from None
         state = RunState(vocab_size=len(corpus.vocab))
         try:
             state.peak_flops = measure_peak(backend, req.device) if req.measure_peak else None
-            train(model, corpus, req.spec, valid, state, on_epoch)
+            train(model, corpus, req.spec, valid, state, on_epoch, round_gate(req))
             if state.status == "ok":
                 state.samples = samples(model, corpus, req.spec)
             stop.hold()
@@ -189,9 +196,19 @@ def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageM
     return backend.build(spec, vocab_size, req.device, params, req.mode)
 
 
-def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: RunState, on_epoch) -> None:
-    """Timed epochs; stops early (status `diverged`) at the first non-finite loss."""
+def round_gate(req: RunRequest) -> Gate | None:
+    """The pipe to the campaign driver, or None for a run on its own (rounds still
+    label its epochs)."""
+    return Gate(epoch_rounds(req.spec.train.epochs, req.rounds)) if req.gated else None
+
+
+def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: RunState, on_epoch,
+          gate: Gate | None = None) -> None:
+    """Timed epochs; stops early (status `diverged`) at the first non-finite loss. With a
+    gate, waits for the campaign driver before each round (outside the clock)."""
     for epoch in range(spec.train.epochs):
+        if gate is not None:
+            gate.before_epoch(epoch, state.epochs)
         batches = train_batches(corpus, spec, epoch)
         usage, tic = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         stats = model.train_epoch(batches)
@@ -207,7 +224,9 @@ def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: Run
         if not math.isfinite(row["train_ppl"]):
             state.status = "diverged"
             state.error = f"loss became {row['train_ppl']} at epoch {epoch + 1}: lower lr or clip"
-            return
+            break
+    if gate is not None:
+        gate.finish(state.epochs)
 
 
 def process_usage(before: resource.struct_rusage) -> dict[str, float]:
@@ -275,6 +294,16 @@ def thread_warnings(req: RunRequest, framework_env: dict) -> list[str]:
     return []
 
 
+def campaign_of(req: RunRequest, epochs: list[dict]) -> dict[str, Any]:
+    """The record's `campaign`: its id, its rounds, and this process's name in it; each
+    epoch row gets its `round` (0 = warm-up)."""
+    rounds = epoch_rounds(req.spec.train.epochs, req.rounds)
+    for row in epochs:
+        row["round"] = rounds[row["epoch"] - 1]
+    return {"id": req.campaign or new_campaign_id(), "rounds": max(rounds), "gated": req.gated,
+            "contender": req.contender or req.backend}
+
+
 def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state: RunState,
                  started: float) -> dict[str, Any]:
     dev = parse_device(req.device)
@@ -286,7 +315,8 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
     summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))
     record = {
-        "schema": SCHEMA, "run_id": new_run_id(), "timestamp": utc_now(),
+        "schema": SCHEMA, "run_id": req.run_id or new_run_id(), "timestamp": utc_now(),
+        "campaign": campaign_of(req, state.epochs),
         "status": state.status, "error": state.error,
         "backend": backend.name, "mode": model.mode, "mode_default": model.mode == backend.default_mode,
         "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},

@@ -64,8 +64,27 @@ SUITES: dict[str, list[dict]] = {
 }
 
 
+# Rounds per preset when --rounds is not given: enough paired rounds for a confidence
+# interval, each round still several epochs long (a book preset's 500 epochs: 50 each).
+SUITE_ROUNDS = {"default": 7, "book": 10, "smoke": 2, "scaling": 2}
+DEFAULT_ROUNDS = 7
+BACKEND_NAMES = ("pytorch", "mxnet", "jax")  # backends.BACKENDS, without importing it here
+
+
 class PlanError(ValueError):
     pass
+
+
+def suite_of(posargs: list[str]) -> str | None:
+    """The suite named by `--suite NAME`, `default` when no run is named, else None."""
+    if "--suite" in posargs:
+        i = posargs.index("--suite")
+        return posargs[i + 1] if i + 1 < len(posargs) else None
+    return None if posargs and any(a.startswith("--preset") for a in posargs) else "default"
+
+
+def default_rounds(posargs: list[str]) -> int:
+    return SUITE_ROUNDS.get(suite_of(posargs) or "", DEFAULT_ROUNDS)
 
 
 def plan(backend: str, posargs: list[str]) -> list[list[str]]:
@@ -81,6 +100,8 @@ def plan(backend: str, posargs: list[str]) -> list[list[str]]:
         if i + 1 >= len(args):
             raise PlanError("--backend needs a name: pytorch, mxnet or jax")
         chosen = args[i + 1]
+        if chosen not in BACKEND_NAMES:
+            raise PlanError(f"--backend {chosen!r} is not a backend; choose one of: {', '.join(BACKEND_NAMES)}")
         return [args[:i] + args[i + 2:]] if chosen == backend else []
     suite = "default"
     if "--suite" in args:

@@ -31,6 +31,11 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def new_campaign_id() -> str:
+    """A campaign id that sorts by start time: UTC date and time, then 4 random hex digits."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

@@ -40,34 +40,3 @@ def test_thread_mismatch_is_warned_and_recorded(capsys):
     [message] = thread_warnings(req, {"threads": 8})
     assert "8 intra-op threads, 2 were asked" in message
     assert "warning:" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("name", ["pytorch", "mxnet", "jax"])
-def test_interleaved_ab_times_every_mode(name, data_dir):
-    from backends import load_backend
-    from benchmarks.interleave import interleave
-    from common.errors import BackendUnavailable
-
-    try:
-        modes = list(load_backend(name, threads=1).modes)
-    except BackendUnavailable as exc:
-        pytest.skip(str(exc))
-    medians = interleave(name, modes, "smoke", epochs=4, threads=1, data_dir=str(data_dir))
-    assert set(medians) == set(modes) and all(rate > 0 for rate in medians.values())
-
-
-@pytest.mark.parametrize("name", ["pytorch", "mxnet", "jax"])
-def test_matmul_peak_is_a_plausible_rate(name):
-    """FLOP/s of a small synchronised matmul: positive, finite, and below 100 TFLOP/s
-    (a missing sync would report an absurd rate)."""
-    import math
-
-    from backends import load_backend
-    from common.errors import BackendUnavailable
-
-    try:
-        backend = load_backend(name, threads=1)
-    except BackendUnavailable as exc:
-        pytest.skip(str(exc))
-    peak = backend.matmul_peak("cpu", n=256, repeats=2)
-    assert math.isfinite(peak) and 1e8 < peak < 1e14

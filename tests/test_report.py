@@ -16,7 +16,7 @@ pytest.importorskip("tabulate")
 import pandas as pd  # noqa: E402
 
 from benchmarks.report import add_report_arguments, build_report, run_report  # noqa: E402
-from benchmarks.report_scaling import scaling_point  # noqa: E402
+from benchmarks.report.scaling import scaling_point  # noqa: E402
 from common.flops import forward_flops_per_token, recurrent_forward_flops_per_token, train_flops_per_token  # noqa: E402
 from common.metrics import steady_state  # noqa: E402
 from common.records import SCHEMA, append_record  # noqa: E402
@@ -30,7 +30,7 @@ BETA = ("beta", "AMD EPYC 7B12")
 
 def make_record(backend, mode, *, preset="quick-lstm", status="ok", machine=ALPHA, device=("cpu", 0),
                 tok_s=1000.0, done=None, epochs=None, ppl_end=2.0, day=1, threads=2, commit="abc1234", val=False,
-                peak=None, sets=(), tag=None, rss=300.0):
+                peak=None, sets=(), tag=None, rss=300.0, campaign=None):
     """A record as the harness writes it: geometric perplexity decay, warm-up epoch 3x slower;
     `peak` is the run's matmul FLOP/s, `sets` spec overrides, `tag` the run's tag."""
     spec, meta = load_preset(preset)
@@ -59,6 +59,7 @@ def make_record(backend, mode, *, preset="quick-lstm", status="ok", machine=ALPH
         "mode_default": mode in ("eager", "hybridized"),
         "device": {"kind": kind, "index": index, "name": machine[1] if kind == "cpu" else "NVIDIA T4"},
         "preset": preset, "threads": threads, "spec": spec.to_dict(), "epochs": rows,
+        "campaign": {"id": campaign or f"c-{machine[0]}", "rounds": 1},
         **({"tag": tag} if tag else {}),
         "summary": {"epochs_done": done, "final_train_ppl": rows[-1]["train_ppl"],
                     "final_val_ppl": rows[-1].get("val_ppl"),
@@ -202,7 +203,7 @@ def test_rows_ratios_and_latest_ok(report):
                   & table["device"].str.startswith("cpu")].set_index(["backend", "mode"])
     assert len(alpha) == 4
     assert alpha.loc[("jax", "scan"), "status"] == "diverged" and alpha.loc[("jax", "scan"), "runs"] == "1 diverged"
-    assert math.isinf(alpha.loc[("jax", "scan"), "final_train_ppl"])
+    assert not math.isfinite(alpha.loc[("jax", "scan"), "final_train_ppl"])  # inf, recorded as null
     mx, pt = alpha.loc[("mxnet", "hybridized")], alpha.loc[("pytorch", "eager")]
     mx_eager = alpha.loc[("mxnet", "eager")]
     assert mx["runs"] == "2 ok" and mx["shown"] == "latest ok of 2"
@@ -413,7 +414,7 @@ def test_microbench_skips_foreign_and_broken_json(tmp_path):
 def test_only_the_current_default_mode_is_labelled_default(tmp_path):
     """A backend whose default changed (jax: scan, later wavefront) keeps its old runs,
     but only the newest default is labelled so."""
-    from benchmarks.report_data import load_runs
+    from benchmarks.report.data import load_runs
 
     old = {**make_record("jax", "scan", day=1), "mode_default": True}
     new = {**make_record("jax", "wavefront", day=3), "mode_default": True}

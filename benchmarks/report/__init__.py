@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks import report_format as fmt
-from benchmarks import report_micro as micro
-from benchmarks import report_scaling as scaling
-from benchmarks.report_data import load_runs, parse_time, preset_info, split_scaling, threads_label, with_group_ids
-from benchmarks.report_plots import write_plots
-from benchmarks.report_render import to_html, to_markdown
-from benchmarks.report_tables import (
+from benchmarks.report import format as fmt
+from benchmarks.report import headline, micro, scaling
+from benchmarks.report.stats import METHOD
+from benchmarks.report.data import load_runs, parse_time, preset_info, split_scaling, threads_label, with_group_ids
+from benchmarks.report.plots import write_plots
+from benchmarks.report.render import to_html, to_markdown
+from benchmarks.report.tables import (
     environments_table,
     reproduction_table,
     samples_table,
@@ -35,8 +35,8 @@ DEFAULT_RESULTS = Path("results/runs")
 DEFAULT_OUT = Path("results")
 TITLE = "rnnbench report"
 HOW_TO_READ = (
-    "A comparison group (G1, G2, ...) is one preset on one machine (hostname + CPU model), one device, one spec "
-    "and one thread count; numbers from different groups are never compared. Tokens/sec is the median over the "
+    "A comparison group (G1, G2, ...) is one preset in one campaign (one `nox -s bench`: one machine, one code "
+    "version), one device, one spec and one thread count; numbers from different groups are never compared. Tokens/sec is the median over the "
     "epochs after the first (the first holds compilation/warm-up, shown separately), with min–max and IQR. "
     "When one row has several records, the latest `ok` one is shown (column `shown`); diverged, interrupted "
     "and failed runs keep their status and never count as the fastest. `vs fastest` is tokens/sec over the "
@@ -66,6 +66,25 @@ def _group_heading(rows: pd.DataFrame) -> str:
     first = rows.iloc[0]
     device = "cpu" if first["device"].startswith("cpu") else first["device"]  # the CPU is in the machine
     return f"{first['group']} · {first['preset']} · {device} on {first['machine']} · {threads_label(first['threads'])}"
+
+
+def _headline_blocks(runs: pd.DataFrame, lead: str | None) -> list[tuple]:
+    """The answer first: each campaign's verdicts, the lead campaign (the newest, or the
+    one asked for) at the top."""
+    blocks: list[tuple] = [("h", 2, "Headline: which framework is fastest here, and how sure")]
+    if runs.empty:
+        return blocks + [("p", "No records.")]
+    order = headline.campaigns_by_time(runs)
+    order = ([lead] if lead in order else []) + [c for c in order if c != lead]
+    for cid in order:
+        mine = runs[runs["campaign"] == cid]
+        rows = headline.headline_rows(mine)
+        blocks += [("h", 3, f"Campaign {cid}" + (" (this report's)" if cid == lead else "")),
+                   ("p", headline.heading(runs, cid))]
+        for _, group in rows.groupby("group", sort=True):
+            blocks += [("p", f"**{group['preset_label'].iloc[0]}** ({group['group'].iloc[0]}):"),
+                       ("table", headline.display(group))]
+    return blocks + [("p", METHOD)]
 
 
 def _throughput_blocks(table: pd.DataFrame, plots: dict[str, list[Path]], out_dir: Path) -> list[tuple]:
@@ -174,13 +193,27 @@ def default_micro_dir(results_dir: Path) -> Path:
     return folder.parent / "microbench"
 
 
+def lead_campaign(runs: pd.DataFrame, campaign: str | None) -> str | None:
+    """The campaign the report leads with: the one asked for, else the newest."""
+    if campaign is not None:
+        if runs.empty or campaign not in set(runs["campaign"]):
+            raise KeyError(campaign)
+        return campaign
+    order = headline.campaigns_by_time(runs)
+    return order[0] if order else None
+
+
 def build_report(results_dir: Path, out_dir: Path, since: str | None = None, commit: str | None = None,
-                 micro_dir: Path | None = None) -> Path:
-    """Write REPORT.md, REPORT.html, the tables as CSV and the plots; return REPORT.md's path."""
+                 micro_dir: Path | None = None, campaign: str | None = None) -> Path:
+    """Write REPORT.md (headline first), REPORT.html, summary.json (the lead campaign's
+    headline as data), the tables as CSV and the plots; return REPORT.md's path."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     micro_dir = Path(micro_dir) if micro_dir else default_micro_dir(results_dir)
     runs, tagged, benches, skipped = _load(results_dir, since, commit, micro_dir)
+    lead = lead_campaign(runs, campaign)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if lead is not None:
+        headline.write_summary(runs, lead, out_dir / "summary.json")
     tables = {"throughput": throughput_table(runs), "reproduction": reproduction_table(runs),
               "time_to_quality": time_to_quality_table(runs), "environments": environments_table(runs),
               "scaling": scaling.scaling_table(tagged, pd.concat([runs, tagged], ignore_index=True)),
@@ -190,7 +223,7 @@ def build_report(results_dir: Path, out_dir: Path, since: str | None = None, com
     plots = write_plots(runs, out_dir / "plots")
     scaling_plots = scaling.write_scaling_plots(tables["scaling"], _base_specs(tables["scaling"]),
                                                 out_dir / "plots" / "scaling")
-    blocks = (_intro(runs, results_dir, since, commit, len(tagged))
+    blocks = (_intro(runs, results_dir, since, commit, len(tagged)) + _headline_blocks(runs, lead)
               + _throughput_blocks(tables["throughput"], plots, out_dir)
               + _reproduction_blocks(tables["reproduction"]) + _quality_blocks(tables["time_to_quality"])
               + _environment_blocks(tables["environments"])
@@ -217,6 +250,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"where REPORT.md, REPORT.html, the CSVs and plots/ go (default: {DEFAULT_OUT})")
     parser.add_argument("--since", metavar="DATE", help="only records at or after this ISO date/time (UTC)")
     parser.add_argument("--commit", metavar="PREFIX", help="only records whose git commit starts with PREFIX")
+    parser.add_argument("--campaign", metavar="ID", default=None,
+                        help="the campaign the report leads with and summary.json holds (default: the newest)")
     parser.add_argument("--microbench", type=Path, default=None, metavar="DIR",
                         help="pytest-benchmark JSON of `nox -s microbench` (default: microbench/ beside --results)")
 
@@ -234,20 +269,72 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"error: --since {args.since!r} is not an ISO date such as 2024-05-31 or 2024-05-31T12:00",
                   file=sys.stderr)
             return 2
-    if not args.results.exists():
-        print(f"error: no results folder {args.results}; record runs first with "
-              f"`python -m benchmarks run --backend NAME` (or pass --results DIR)", file=sys.stderr)
+    problem = check_folders(args.results, args.out)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _print_warning
-        path = build_report(args.results, args.out, args.since, args.commit, getattr(args, "microbench", None))
-    print(f"wrote {path}, {path.with_suffix('.html').name}, CSVs and plots/ in {args.out}")
+        try:
+            path = build_report(args.results, args.out, args.since, args.commit, getattr(args, "microbench", None),
+                                getattr(args, "campaign", None))
+        except KeyError as exc:
+            print(f"error: no campaign {exc.args[0]!r} under {args.results}; {known_campaigns(args.results)}",
+                  file=sys.stderr)
+            return 2
+    print(f"wrote {path}, {path.with_suffix('.html').name}, summary.json, CSVs and plots/ in {args.out}")
     return 0
 
 
+def check_folders(results: Path, out: Path) -> str | None:
+    """Why the report cannot run on these folders, in one line; None when it can."""
+    if not results.exists():
+        return (f"no results folder {results}; record runs first with `nox -s bench` "
+                "(or `python -m benchmarks run --backend NAME`), or pass --results DIR")
+    if results.is_file() and results.suffix != ".jsonl":
+        return f"--results {results} is not a folder of run records (*.jsonl) nor one .jsonl file"
+    if results.is_dir() and not any(results.rglob("*.jsonl")):
+        return f"no run records (*.jsonl) under {results}; run `nox -s bench` first, or pass --results DIR"
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file; give a folder for REPORT.md, summary.json and plots/"
+    return None
+
+
+def known_campaigns(results: Path) -> str:
+    """`campaigns here: a, b, ...` (newest first), for an error about an unknown id."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = load_runs(results)
+    found = headline.campaigns_by_time(runs)
+    if not found:
+        return "it holds no records"
+    more = f" and {len(found) - 8} older" if len(found) > 8 else ""
+    return f"campaigns there (newest first): {', '.join(found[:8])}{more}"
+
+
+def campaign_report(results: Path, out: Path, campaign: str) -> str:
+    """Write the report led by `campaign`; return its headline as plain text for the terminal."""
+    from tabulate import tabulate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _print_warning
+        path = build_report(results, out, campaign=campaign)
+        runs = load_runs(results)
+    main, _ = split_scaling(runs)
+    mine = main[main["campaign"] == campaign]
+    lines = [headline.heading(mine, campaign) if len(mine) else f"campaign {campaign}: no main-table runs"]
+    rows = headline.headline_rows(with_group_ids(mine)) if len(mine) else mine
+    for _, group in (rows.groupby("group", sort=True) if len(rows) else []):
+        table = headline.display(group).replace("`", "", regex=True)
+        lines += ["", group["preset_label"].iloc[0], tabulate(table, headers="keys", showindex=False,
+                                                             disable_numparse=True)]
+    return "\n".join(lines + ["", f"wrote {path} and {out / 'summary.json'}"])
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks report", description=__doc__.splitlines()[0])
     add_report_arguments(parser)
     return run_report(parser.parse_args(argv))
 

@@ -1,10 +1,11 @@
 """Records -> one flat pandas row per run, with the keys the report groups by.
 
-A comparison group is one preset, on one machine (hostname + CPU model), on one
-device, with one spec and one thread count: records from different machines,
-devices or settings are never compared with each other. A *row* is one
-(group, backend, mode); when several records fall on one row the report shows the
-latest `ok` one (or the latest of any status when none is ok) and counts the rest.
+A comparison group is one preset in one campaign (one invocation of `nox -s bench`,
+hence one machine and one code version), on one device, with one spec and one thread
+count: records from different campaigns are never compared with each other. A record
+made before campaigns existed is a campaign of its own. A *row* is one (group,
+contender, mode); when several records fall on one row the report shows the latest
+`ok` one (or the latest of any status when none is ok) and counts the rest.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from common.metrics import steady_state
 from common.records import iter_records
 from common.specs import load_preset
 
-GROUP_KEYS = ["preset_label", "machine", "device", "spec_key", "threads"]
-ROW_KEYS = GROUP_KEYS + ["backend", "mode"]
+GROUP_KEYS = ["campaign", "preset_label", "device", "spec_key", "threads"]
+ROW_KEYS = GROUP_KEYS + ["contender", "backend", "mode"]
 NO_PRESET = "(no preset)"
 
 
@@ -111,7 +112,16 @@ def flatten(record: dict) -> dict[str, Any]:
     overrides = spec_overrides(spec, base)
     framework = env.get("framework") or {}
     tok = _tok_stats(record)
+    campaign = record.get("campaign") or {}
+    fingerprint = env.get("fingerprint") or {}
+    git = env.get("git") or {}
     return {
+        "campaign": campaign.get("id") or f"run-{record['run_id']}",
+        "contender": campaign.get("contender") or record["backend"],
+        "rounds": int(campaign.get("rounds") or 1),
+        "fingerprint": fingerprint.get("id") or f"{env.get('hostname', '?')} ({env.get('cpu_model', '?')})",
+        "fingerprint_facts": fingerprint,
+        "dirty": bool(git.get("dirty")) if git else str(env.get("git_commit") or "").endswith("-dirty"),
         "run_id": record["run_id"], "timestamp": parse_time(record["timestamp"]),
         "status": record["status"], "error": record.get("error"),
         "backend": record["backend"], "mode": record["mode"], "mode_default": bool(record.get("mode_default")),
@@ -122,7 +132,8 @@ def flatten(record: dict) -> dict[str, Any]:
         "overrides_but_epochs": spec_overrides(spec, base, ignore=("epochs",)),
         "threads": int(record.get("threads") or framework.get("threads") or 0),
         "hostname": env.get("hostname", "?"), "cpu_model": env.get("cpu_model", "?"),
-        "machine": f"{env.get('hostname', '?')} ({env.get('cpu_model', '?')})",
+        "machine": f"{env.get('hostname', '?')} ({env.get('cpu_model', '?')}"
+                   + (f", fingerprint {fingerprint['id']})" if fingerprint.get("id") else ")"),
         "device": device_label(device), "device_kind": device.get("kind", "?"),
         "epoch_list": epochs, "epochs_planned": int((spec.get("train") or {}).get("epochs") or 0),
         "epochs_done": int(summary.get("epochs_done", len(epochs))),
@@ -174,7 +185,7 @@ def split_scaling(runs: pd.DataFrame, tag: str = "scaling") -> tuple[pd.DataFram
 
 def with_group_ids(runs: pd.DataFrame) -> pd.DataFrame:
     """Number the comparison groups G1, G2, ... by preset, machine, device; unmodified spec first."""
-    order = ["preset_label", "machine", "device", "overrides", "threads", "spec_key"]
+    order = ["campaign", "preset_label", "device", "overrides", "threads", "spec_key"]
     keys = runs[GROUP_KEYS + ["overrides"]].drop_duplicates(GROUP_KEYS).sort_values(order).reset_index(drop=True)
     keys["group"] = [f"G{i + 1}" for i in range(len(keys))]
     return runs.merge(keys[GROUP_KEYS + ["group"]], on=GROUP_KEYS, how="left")

@@ -43,6 +43,23 @@ def ratio(x: Any) -> str:
     return "1.00 (fastest)" if abs(x - 1.0) < 1e-12 else f"{x:.2f}"
 
 
+def interval_rate(lo: Any, hi: Any) -> str:
+    return DASH if _bad(lo) or _bad(hi) else f"{lo:,.0f}–{hi:,.0f}"
+
+
+def ratio_ci(x: Any, lo: Any, hi: Any) -> str:
+    """A ratio with its interval, e.g. `0.91 [0.88, 0.94]`."""
+    if _bad(x):
+        return DASH
+    return f"{x:.2f}" + ("" if _bad(lo) or _bad(hi) else f" [{lo:.2f}, {hi:.2f}]")
+
+
+def target(value: Any, reached: Any) -> str:
+    if _bad(value):
+        return DASH
+    return f"≤ {value:g}: " + ("reached" if reached is True else "not reached" if reached is False else DASH)
+
+
 def gflops(x: Any) -> str:
     """FLOP/s as GFLOP/s."""
     return DASH if _bad(x) else f"{x / 1e9:,.1f}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks import report_format as fmt
+from benchmarks.report import format as fmt
 
 MICRO_KEYS = ["machine", "device", "threads"]
 MICRO = ["machine", "device", "threads", "kind", "cell", "backend", "mode", "mode_default", "median_s", "min_s",

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from benchmarks.report_data import pick_rows, threads_label  # noqa: E402
+from benchmarks.report.data import pick_rows, threads_label  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
 OURS = re.compile(r"^G\d+-.*-(ppl|toks)\.png$")

@@ -22,16 +22,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
-from benchmarks import report_format as fmt  # noqa: E402
-from benchmarks.report_data import pick_rows, threads_label  # noqa: E402
-from benchmarks.report_tables import ceiling  # noqa: E402
+from benchmarks.report import format as fmt  # noqa: E402
+from benchmarks.report.data import pick_rows, threads_label  # noqa: E402
+from benchmarks.report.tables import ceiling  # noqa: E402
 from benchmarks.suites import SCALING_AXES  # noqa: E402
 
 SECTION_OF = {"batch_size": "train", "num_steps": "train", "num_hiddens": "model", "num_layers": "model"}
 AXIS_LABEL = {"batch_size": "batch size", "num_hiddens": "hidden units", "num_steps": "sequence length (steps)",
               "num_layers": "layers"}
 LOG_AXES = {"batch_size", "num_hiddens", "num_steps"}
-MACHINE_KEYS = ["machine", "device", "threads"]
+MACHINE_KEYS = ["campaign", "machine", "device", "threads"]
 BASELINE, OTHER = "preset", "other"
 SCALING = ["sgroup", "preset", "cell", "machine", "device", "threads", "backend", "mode", "axis", "value", "status",
            "runs", "epochs_done", "tok_s_median", "tok_s_min", "tok_s_max", "peak_rss_mb", "achieved_flops",

@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 
-from benchmarks.report_data import pick_rows, preset_info
+from benchmarks.report.data import pick_rows, preset_info
 from common.specs import preset_names
 
 THROUGHPUT = ["group", "preset", "machine", "device", "threads", "overrides", "backend", "mode", "mode_default",
@@ -101,7 +101,7 @@ def _measured_rows(name: str, meta: dict, runs: pd.DataFrame) -> list[dict]:
         return [{"preset": name, "source": "here", "metric": metric_of(meta), "target_ppl": meta.get("target_ppl"),
                  "who": "no runs recorded", "reproduces": "not run"}]
     mine = mine.assign(_full=mine["overrides"].eq("") & (mine["epochs_done"] >= mine["epochs_planned"]))
-    keys = ["machine", "device", "threads", "backend", "mode"]
+    keys = ["campaign", "machine", "device", "threads", "contender", "backend", "mode"]
     out = []
     for _, run in pick_rows(mine, keys, prefer=("_full",)).sort_values(keys).iterrows():
         metric = metric_of(meta, run)

@@ -1,0 +1,277 @@
+"""`python -m benchmarks campaign`: one suite in every backend, interleaved round by round.
+
+A campaign is one invocation (what `nox -s bench` runs). For each preset of the suite
+it starts one `run` process per contender (a backend, in its own venv's Python, with
+a mode and a checkout), one after another, each measuring its warm-up apart and then
+waiting on a pipe (benchmarks.rounds). Then, round by round, it lets each contender
+train its slice of epochs in turn, in an order rotated every round, so the machine's
+drift falls on every framework alike and each round gives one paired comparison.
+
+Long-lived processes rather than a fresh process per round: a round is then a slice
+of one continuous training run, so the record is still the preset's full run (its
+perplexity, its time to target) and compilation happens once per process, outside
+every round; only one process computes at any moment, the others sleep on the pipe.
+Every record carries the campaign id; `report` and `compare` never pool campaigns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backends import BACKENDS
+from benchmarks import rounds as pipe
+from benchmarks.suites import PlanError, default_rounds, plan
+from common.errors import RnnbenchError, SpecError
+from common.records import iter_records, new_campaign_id, new_run_id
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One process kind of the campaign: a backend, its Python, a mode, a checkout."""
+
+    backend: str
+    python: str
+    mode: str | None = None
+    checkout: str = ""  # a name for another source tree (`--checkout NAME=DIR`), "" for this one
+    tree: Path = REPO
+
+    @property
+    def label(self) -> str:
+        return self.backend + (f"/{self.mode}" if self.mode else "") + (f"@{self.checkout}" if self.checkout else "")
+
+
+@dataclass
+class Child:
+    """A gated `run` process and what it last said."""
+
+    contender: Contender
+    proc: subprocess.Popen
+    run_id: str
+    stderr: Path
+    rounds: int = 0
+    rates: list[float] = field(default_factory=list)
+    finished: bool = False
+
+    def wait_message(self) -> str:
+        """Read until a protocol line; after `done` (or when the process ends instead),
+        wait for it to exit, so its last writes never overlap another's round."""
+        for line in self.proc.stdout:
+            message = pipe.parse(line)
+            if message is None:
+                continue
+            what, fields = message
+            self.rounds = int(fields.get("rounds", self.rounds))
+            if "tok_s" in fields:
+                self.rates.append(float(fields["tok_s"]))
+            if what != "done":
+                return what
+            break
+        for _ in self.proc.stdout:
+            pass
+        self.proc.wait()
+        self.finished = True
+        return "exit"
+
+    def go(self) -> None:
+        self.proc.stdin.write(f"{pipe.PREFIX} go\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        """Close the pipe (the child records itself as interrupted) and wait a while."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+        self.finished = True
+
+    def last_error(self) -> str:
+        lines = [x for x in self.stderr.read_text(errors="replace").splitlines() if x.strip()]
+        return lines[-1] if lines else f"exit code {self.proc.returncode}"
+
+
+def rotation(items: list, round_number: int) -> list:
+    """Round r's order: the list rotated by r - 1 places, so each contender goes first in turn."""
+    if not items:
+        return []
+    k = (round_number - 1) % len(items)
+    return items[k:] + items[:k]
+
+
+def entries(contenders: list[Contender], rest: list[str]) -> list[tuple[tuple[str, ...], list[Contender]]]:
+    """The suite's runs in order: (run arguments, the contenders that run them)."""
+    out: dict[tuple[str, ...], list[Contender]] = {}
+    for contender in contenders:
+        for args in plan(contender.backend, rest):
+            out.setdefault(tuple(args), []).append(contender)
+    return list(out.items())
+
+
+def start(contender: Contender, args: tuple[str, ...], opts: argparse.Namespace, campaign: str,
+          peak: bool, scratch: Path) -> Child:
+    run_id = new_run_id()
+    cmd = [contender.python, "-m", "benchmarks", "run", "--backend", contender.backend, *args,
+           "--campaign", campaign, "--rounds", str(opts.rounds), "--gate", "--quiet",
+           "--contender", contender.label, "--results", str(opts.results.resolve()), "--run-id", run_id]
+    cmd += (["--mode", contender.mode] if contender.mode else []) + ([] if peak else ["--no-peak"])
+    err = scratch / f"{run_id}.stderr"
+    with err.open("w") as handle:
+        proc = subprocess.Popen(cmd, cwd=contender.tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=handle, text=True, bufsize=1)
+    return Child(contender, proc, run_id, err)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse.Namespace, campaign: str,
+              peaked: set[str], scratch: Path) -> list[Child]:
+    """Warm every contender up in turn, then alternate them round by round to the end."""
+    name = " ".join(args) or "(preset default)"
+    children = []
+    try:
+        for contender in contenders:
+            child = start(contender, args, opts, campaign, contender.label not in peaked, scratch)
+            if child.wait_message() == "exit":
+                say(f"  {contender.label}: did not start: {child.last_error()}")
+                continue
+            peaked.add(contender.label)
+            children.append(child)
+        total = max((c.rounds for c in children), default=0)
+        for r in range(1, total + 1):
+            for child in rotation([c for c in children if not c.finished], r):
+                child.go()
+                child.wait_message()
+            rates = " · ".join(f"{c.contender.label} {c.rates[r - 1]:,.0f}" for c in children if len(c.rates) >= r)
+            say(f"  [{name}] round {r}/{total}: {rates} tok/s")
+    finally:
+        for child in children:
+            if not child.finished:
+                child.stop()
+    return children
+
+
+def report_status(children: list[Child], results: Path) -> list[str]:
+    """One line per child from its record: status, and the error of a failed one."""
+    records = load_records(results, {c.run_id for c in children})
+    lines = []
+    for child in children:
+        record = records.get(child.run_id)
+        if record is None:
+            lines.append(f"  {child.contender.label}: no record ({child.last_error()})")
+        elif record["status"] != "ok":
+            lines.append(f"  {child.contender.label}: {record['status']}: {record.get('error')}")
+    return lines
+
+
+def load_records(results: Path, run_ids: set[str]) -> dict[str, dict]:
+    return {r["run_id"]: r for r in iter_records(results) if r.get("run_id") in run_ids} if results.exists() else {}
+
+
+def contenders_from(opts: argparse.Namespace) -> list[Contender]:
+    """--python BACKEND=PATH (default: every backend with this Python), --modes, --checkout."""
+    pythons = dict(_pairs(opts.python, "--python", "BACKEND=PATH")) or {b: sys.executable for b in BACKENDS}
+    unknown = sorted(set(pythons) - set(BACKENDS))
+    if unknown:
+        raise SpecError(f"--python names unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    modes = [m.strip() for m in opts.modes.split(",")] if opts.modes else [None]
+    if any(m == "" for m in modes):
+        raise SpecError(f"--modes {opts.modes!r} has an empty name; give modes separated by commas (see `list`)")
+    trees = [("", REPO)] + [(name, Path(d).resolve()) for name, d in _pairs(opts.checkout, "--checkout", "NAME=DIR")]
+    for name, tree in trees[1:]:
+        if not (tree / "benchmarks" / "rounds.py").is_file():
+            raise SpecError(f"--checkout {name}={tree} is not an rnnbench checkout with campaigns "
+                            "(no benchmarks/rounds.py); give a checkout of this version or later")
+    return [Contender(b, py, m, name, tree) for name, tree in trees for b, py in pythons.items() for m in modes]
+
+
+def _pairs(values: list[str], flag: str, form: str) -> list[tuple[str, str]]:
+    out = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise SpecError(f"{flag} {value!r} is not {form}")
+        out.append((key, rest))
+    return out
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(prog="python -m benchmarks campaign", description=__doc__.split("\n\n")[0],
+                                epilog="Any other argument is the suite's (`--suite NAME`, `--backend B`, "
+                                       "`--preset P`, `--threads N`, ...), as for `nox -s bench -- ...`.")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="rounds per preset (default: the suite's, see benchmarks/suites.py)")
+    p.add_argument("--python", action="append", default=[], metavar="BACKEND=PATH",
+                   help="the Python (venv) that runs a backend; repeat per backend (default: this one, all)")
+    p.add_argument("--modes", default=None, metavar="M1,M2", help="run each backend in these modes, as contenders")
+    p.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
+                   help="also run every contender from another checkout (an A/B of code versions)")
+    p.add_argument("--results", type=Path, default=Path("results/runs"), help="folder for the records")
+    p.add_argument("--out", type=Path, default=Path("results"), help="where REPORT.md and summary.json go")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="records only (the report needs pandas, scipy and matplotlib)")
+    p.add_argument("--campaign", default=None, metavar="ID", help=argparse.SUPPRESS)
+    return p.parse_known_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts, rest = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return campaign(opts, rest)
+    except (RnnbenchError, PlanError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
+    contenders = contenders_from(opts)
+    opts.rounds = default_rounds(rest) if opts.rounds is None else opts.rounds
+    if opts.rounds < 1:
+        raise SpecError(f"--rounds={opts.rounds} must be at least 1")
+    todo = entries(contenders, rest)
+    if not todo:
+        raise PlanError(f"nothing to run for {' '.join(rest) or 'the default suite'}")
+    cid = opts.campaign or new_campaign_id()
+    say(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
+        f"records in {opts.results}")
+    children, peaked = [], set()
+    with tempfile.TemporaryDirectory(prefix="rnnbench-") as scratch:
+        try:
+            for args, who in todo:
+                done = run_entry(args, who, opts, cid, peaked, Path(scratch))
+                children += done
+                for line in report_status(done, opts.results):
+                    say(line)
+        except KeyboardInterrupt:
+            say(f"campaign {cid} interrupted: the records written so far are kept")
+            return 130
+    if not children:
+        raise RnnbenchError("no contender could start (see the reasons above)")
+    return finish(cid, opts)
+
+
+def finish(cid: str, opts: argparse.Namespace) -> int:
+    """The report for this campaign (REPORT.md led by it, summary.json), where the
+    report's libraries are installed; otherwise say how to get it."""
+    if not opts.report:
+        say(f"campaign {cid} done; `nox -s report` (or `python -m benchmarks report --campaign {cid}`) reports it")
+        return 0
+    try:
+        from benchmarks.report import campaign_report
+    except ImportError as exc:
+        say(f"campaign {cid} done; no report here ({exc}): run `nox -s report`")
+        return 0
+    print(campaign_report(opts.results, opts.out, cid), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Rounds: one run's epochs cut into R slices, so a campaign can alternate backends.
+
+A run in a campaign is one process per backend (and preset), started by
+`benchmarks.campaign`. Its first epoch is the warm-up (compilation, allocator growth),
+run on its own when the process starts; the other epochs are split into `rounds`
+consecutive slices. Between slices the process stops and waits on its standard input
+for the driver's `go`, while the driver lets every other backend train its slice of
+the same round: the machine's drift then falls on every backend alike, and each
+round gives one paired comparison. The pipe protocol is one line per message, each
+starting with PREFIX, so that anything else a framework prints is ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from common.errors import SpecError
+
+PREFIX = "@rnnbench"
+
+
+def epoch_rounds(epochs: int, rounds: int) -> list[int]:
+    """The round of each epoch: 0 for the warm-up epoch, then 1..rounds, as even as can be.
+
+    `rounds` larger than the epochs after the warm-up is cut down to that number."""
+    if rounds < 1:
+        raise SpecError(f"--rounds={rounds} must be at least 1")
+    timed = epochs - 1
+    rounds = max(1, min(rounds, timed))
+    out = [0]
+    for r in range(rounds):
+        size = timed // rounds + (1 if r < timed % rounds else 0)
+        out += [r + 1] * size
+    return out[:epochs]
+
+
+class Gate:
+    """The child's side: before the first epoch of each round, say so and wait for `go`.
+
+    A closed pipe (the driver is gone) raises KeyboardInterrupt, so the run is recorded
+    as interrupted like any other stop."""
+
+    def __init__(self, rounds_of_epoch: list[int], out: TextIO = sys.stdout, inp: TextIO = sys.stdin):
+        self.rounds_of_epoch, self.out, self.inp = rounds_of_epoch, out, inp
+
+    @property
+    def rounds(self) -> int:
+        return max(self.rounds_of_epoch)
+
+    def before_epoch(self, index: int, rows: list[dict]) -> None:
+        """Called before epoch `index` (0-based), `rows` the epochs done; blocks at each
+        round's start, after saying how fast the round before went."""
+        this = self.rounds_of_epoch[index]
+        if this == 0 or (index > 0 and self.rounds_of_epoch[index - 1] == this):
+            return
+        if this == 1:
+            say(self.out, "ready", rounds=self.rounds)
+        else:
+            say(self.out, "paused", round=this - 1, tok_s=f"{self.rate(rows, this - 1):.1f}")
+        line = self.inp.readline()
+        if not line.strip().startswith(f"{PREFIX} go"):
+            raise KeyboardInterrupt("the campaign driver went away")
+
+    def finish(self, rows: list[dict]) -> None:
+        """After the last epoch (or an early stop): the last round's speed."""
+        last = self.rounds_of_epoch[len(rows) - 1] if rows else 0
+        say(self.out, "done", round=last, tok_s=f"{self.rate(rows, last):.1f}")
+
+    def rate(self, rows: list[dict], round_number: int) -> float:
+        """Tokens over seconds of one round's epochs (a rate: never a mean of rates)."""
+        mine = [r for i, r in enumerate(rows) if self.rounds_of_epoch[i] == round_number]
+        seconds = sum(r["seconds"] for r in mine)
+        return sum(r["tokens"] for r in mine) / seconds if seconds > 0 else float("nan")
+
+
+def say(out: TextIO, what: str, **fields) -> None:
+    out.write(" ".join([PREFIX, what] + [f"{k}={v}" for k, v in fields.items()]) + "\n")
+    out.flush()
+
+
+def parse(line: str) -> tuple[str, dict[str, str]] | None:
+    """(message, fields) of a protocol line; None for any other output."""
+    parts = line.split()
+    if len(parts) < 2 or parts[0] != PREFIX:
+        return None
+    return parts[1], dict(p.split("=", 1) for p in parts[2:] if "=" in p)

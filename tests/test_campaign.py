@@ -1,0 +1,139 @@
+"""Campaigns: round schedule, rotation, the driver's pipe protocol (with stand-in
+processes, no framework), the records' campaign labels, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from benchmarks import campaign as camp
+from benchmarks.rounds import epoch_rounds
+from common.environment import git_commit, git_state
+from common.errors import SpecError
+
+FAKE_RUN = textwrap.dedent("""\
+    #!{python}
+    # Stands in for `python -m benchmarks run --gate`: speaks the pipe protocol and logs
+    # each `go` it gets, so the test can see the order the driver chose.
+    import sys
+    args = sys.argv[1:]
+    label = args[args.index("--contender") + 1]
+    rounds = int(args[args.index("--rounds") + 1])
+    log = open({log!r}, "a")
+    if {fail!r} and label.startswith({fail!r}):
+        print("error: this contender cannot start", file=sys.stderr)
+        sys.exit(2)
+    print("some framework chatter")
+    print("@rnnbench ready rounds=%d" % rounds, flush=True)
+    for r in range(1, rounds + 1):
+        if not sys.stdin.readline().startswith("@rnnbench go"):
+            sys.exit(130)
+        log.write("%s %d\\n" % (label, r)); log.flush()
+        word = "done" if r == rounds else "paused"
+        print("@rnnbench %s round=%d tok_s=%d" % (word, r, 1000 + r), flush=True)
+""")
+
+
+def test_epoch_rounds_split_the_epochs_after_the_warm_up():
+    assert epoch_rounds(30, 7) == [0] + [1] * 5 + [2] * 4 + [3] * 4 + [4] * 4 + [5] * 4 + [6] * 4 + [7] * 4
+    assert epoch_rounds(3, 7) == [0, 1, 2]  # cut down to the epochs there are
+    assert epoch_rounds(1, 1) == [0]
+    with pytest.raises(SpecError, match="at least 1"):
+        epoch_rounds(30, 0)
+
+
+def test_rotation_puts_each_contender_first_in_turn():
+    order = [camp.rotation(["a", "b", "c"], r) for r in range(1, 5)]
+    assert order == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+
+
+def fake_python(tmp_path: Path, fail: str = "") -> tuple[str, Path]:
+    log = tmp_path / "order.log"
+    script = tmp_path / "fake-python"
+    script.write_text(FAKE_RUN.format(python=sys.executable, log=str(log), fail=fail))
+    script.chmod(0o755)
+    return str(script), log
+
+
+def drive(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmarks", "campaign", "--no-report",
+                           "--results", str(tmp_path / "runs"), *args],
+                          capture_output=True, text=True, timeout=60, cwd=Path(camp.REPO))
+
+
+def test_driver_alternates_contenders_in_rotated_order(tmp_path):
+    python, log = fake_python(tmp_path)
+    out = drive(tmp_path, f"--python=pytorch={python}", f"--python=mxnet={python}", f"--python=jax={python}",
+                "--rounds", "3", "--preset", "smoke")
+    assert out.returncode == 0, out.stderr
+    ran = [line.split() for line in log.read_text().splitlines()]
+    assert ran == [["pytorch", "1"], ["mxnet", "1"], ["jax", "1"],
+                   ["mxnet", "2"], ["jax", "2"], ["pytorch", "2"],
+                   ["jax", "3"], ["pytorch", "3"], ["mxnet", "3"]]
+    assert "round 3/3: pytorch 1,003 · mxnet 1,003 · jax 1,003 tok/s" in out.stdout
+
+
+def test_a_contender_that_cannot_start_is_named_and_the_rest_run(tmp_path):
+    python, log = fake_python(tmp_path, fail="mxnet")
+    out = drive(tmp_path, f"--python=pytorch={python}", f"--python=mxnet={python}", "--rounds", "2",
+                "--preset", "smoke")
+    assert out.returncode == 0, out.stderr
+    assert "mxnet: did not start: error: this contender cannot start" in out.stdout
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["pytorch", "pytorch"]
+
+
+def test_modes_become_contenders(tmp_path):
+    python, log = fake_python(tmp_path)
+    out = drive(tmp_path, f"--python=jax={python}", "--modes", "wavefront,scan", "--rounds", "2", "--preset", "smoke")
+    assert out.returncode == 0, out.stderr
+    assert log.read_text().split() == ["jax/wavefront", "1", "jax/scan", "1", "jax/scan", "2", "jax/wavefront", "2"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rounds", "0"], "--rounds=0 must be at least 1"),
+    (["--python", "torch=/usr/bin/python3"], "--python names unknown backend(s) torch"),
+    (["--python", "pytorch"], "is not BACKEND=PATH"),
+    (["--modes", "a,,b"], "has an empty name"),
+    (["--backend", "torch"], "--backend 'torch' is not a backend"),
+    (["--suite", "nope"], "unknown suite 'nope'"),
+    (["--checkout", "old=/tmp"], "is not an rnnbench checkout with campaigns"),
+])
+def test_bad_campaign_arguments_get_one_line(tmp_path, args, message):
+    out = drive(tmp_path, *args)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and message in out.stderr and out.stderr.count("\n") == 1
+    assert not (tmp_path / "runs").exists()  # nothing ran, nothing written
+
+
+def test_git_state_labels_a_dirty_tree(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("one")
+    git("add", "f.txt")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "one")
+    clean = git_state(tmp_path)
+    assert clean["dirty"] is False and len(clean["commit"]) == 40
+    (tmp_path / "f.txt").write_text("two")
+    assert git_state(tmp_path) == {"commit": clean["commit"], "dirty": True}
+    assert git_commit(tmp_path) == clean["commit"] + "-dirty"
+
+
+def test_a_real_run_carries_its_campaign(tmp_path, data_dir):
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--backend", "pytorch", "--preset", "smoke",
+                          "--no-peak", "--quiet", "--rounds", "2", "--campaign", "c-test", "--results", str(tmp_path),
+                          "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    [line] = [x for f in tmp_path.glob("*.jsonl") for x in f.read_text().splitlines()]
+    record = json.loads(line)
+    assert record["campaign"] == {"id": "c-test", "rounds": 2, "gated": False, "contender": "pytorch"}
+    assert [e["round"] for e in record["epochs"]] == [0, 1, 2]
+    env = record["env"]
+    assert set(env["git"]) == {"commit", "dirty"} and env["fingerprint"]["cores"] >= 1
+    assert len(env["fingerprint"]["id"]) == 10

@@ -1,0 +1,171 @@
+"""The verdict on synthetic campaigns: a planted difference is found inside the machine's
+drift, an A/A pair is a tie, campaigns and machines are never pooled, `compare` calls
+A/A `same` and 1 thread against 2 `slower`, and bad references get one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pandas")
+pytest.importorskip("scipy")
+pytest.importorskip("matplotlib")
+
+from benchmarks.cli import main  # noqa: E402
+from benchmarks.report import build_report  # noqa: E402
+from common.records import SCHEMA, append_record  # noqa: E402
+from common.specs import load_preset  # noqa: E402
+
+ROUNDS = 7
+DRIFT = np.random.default_rng(7).uniform(0.8, 1.2, ROUNDS)  # the VM's +-20%, the same for everyone in a round
+
+
+def record(backend, campaign, rates, *, fingerprint="fp-alpha", threads=2, stamp="2026-12-01T10:00:00+00:00",
+           status="ok", preset="quick-lstm", mode=None):
+    """A record as the harness writes it: one warm-up epoch, then one epoch per round."""
+    spec, meta = load_preset(preset)
+    epochs = [{"epoch": 1, "round": 0, "tokens": 9000, "seconds": 1.0, "tok_s": 9000.0, "train_ppl": 20.0}]
+    for r, rate in enumerate(rates, 1):
+        epochs.append({"epoch": r + 1, "round": r, "tokens": 9000, "seconds": 9000 / rate, "tok_s": rate,
+                       "train_ppl": 17.0})
+    mode = mode or {"pytorch": "eager", "mxnet": "hybridized", "jax": "wavefront"}[backend]
+    return {
+        "schema": SCHEMA, "run_id": f"{campaign}-{backend}-{mode}", "timestamp": stamp, "status": status,
+        "error": None, "backend": backend, "mode": mode, "mode_default": True,
+        "device": {"kind": "cpu", "index": 0, "name": "cpu"}, "preset": preset, "threads": threads,
+        "spec": spec.to_dict(), "book": meta, "epochs": epochs, "samples": {},
+        "campaign": {"id": campaign, "rounds": len(rates), "gated": True, "contender": backend},
+        "summary": {"epochs_done": len(epochs), "final_train_ppl": 17.0, "final_val_ppl": None,
+                    "train_flops_per_token": 1e6, "peak_flops": 1e11, "tok_s_median": float(np.median(rates))},
+        "env": {"hostname": "vm", "cpu_model": "AMD EPYC", "git_commit": "abc", "git": {"commit": "abc", "dirty": False},
+                "fingerprint": {"id": fingerprint, "cores": 2}, "framework": {"version": "1", "threads": threads}},
+    }
+
+
+def write(folder, *records):
+    for r in records:
+        append_record(folder / f"{r['backend']}.jsonl", r)
+    return folder
+
+
+def noisy(scale, spread, seed):
+    return scale * DRIFT * np.random.default_rng(seed).uniform(1 - spread, 1 + spread, ROUNDS)
+
+
+def headline(tmp_path, folder, campaign=None):
+    build_report(folder, tmp_path / "out", campaign=campaign)
+    return json.loads((tmp_path / "out" / "summary.json").read_text())
+
+
+def test_a_planted_ten_percent_difference_is_found_inside_the_drift(tmp_path):
+    runs = write(tmp_path / "runs", record("pytorch", "c1", noisy(50_000, 0.01, 1)),
+                 record("mxnet", "c1", noisy(45_000, 0.01, 2)), record("jax", "c1", noisy(50_000, 0.01, 3)))
+    rows = {r["backend"]: r for r in headline(tmp_path, runs)["rows"]}
+    assert rows["mxnet"]["verdict"] == "slower"
+    lo, hi = rows["mxnet"]["ratio_ci"]
+    assert lo < 0.9 < hi < 0.97
+    assert {rows["pytorch"]["verdict"], rows["jax"]["verdict"]} == {"tie"}  # the A/A pair
+    assert rows["mxnet"]["rounds"] == ROUNDS
+    # the drift alone spans +-20%: unpaired, tok/s intervals overlap though the ratio is clear
+    assert rows["mxnet"]["tok_s_ci"][1] > rows["pytorch"]["tok_s_ci"][0]
+
+
+def test_fastest_only_when_every_other_row_is_slower(tmp_path):
+    runs = write(tmp_path / "runs", record("pytorch", "c1", noisy(60_000, 0.01, 1)),
+                 record("mxnet", "c1", noisy(45_000, 0.01, 2)))
+    rows = {r["backend"]: r for r in headline(tmp_path, runs)["rows"]}
+    assert rows["pytorch"]["verdict"] == "fastest" and rows["pytorch"]["ratio_to_fastest"] == 1.0
+    assert rows["mxnet"]["ratio_to_fastest"] == pytest.approx(0.75, abs=0.02)
+
+
+def test_a_diverged_row_is_never_fastest(tmp_path):
+    runs = write(tmp_path / "runs", record("pytorch", "c1", noisy(90_000, 0.01, 1), status="diverged"),
+                 record("mxnet", "c1", noisy(45_000, 0.01, 2)), record("jax", "c1", noisy(30_000, 0.01, 3)))
+    rows = {r["backend"]: r for r in headline(tmp_path, runs)["rows"]}
+    assert rows["pytorch"]["verdict"] == "diverged"
+    assert rows["mxnet"]["verdict"] == "fastest" and rows["jax"]["verdict"] == "slower"
+
+
+def test_campaigns_and_machines_are_never_pooled(tmp_path):
+    runs = write(tmp_path / "runs",
+                 record("pytorch", "mine", noisy(12_000, 0.01, 1), fingerprint="fp-slow",
+                        stamp="2026-12-02T10:00:00+00:00"),
+                 record("mxnet", "mine", noisy(11_000, 0.01, 2), fingerprint="fp-slow",
+                        stamp="2026-12-02T10:00:00+00:00"),
+                 record("jax", "reference", noisy(67_000, 0.01, 3), fingerprint="fp-fast"))
+    summary = headline(tmp_path, runs)
+    assert summary["campaign"] == "mine" and summary["machine"]["id"] == "fp-slow"  # the newest leads
+    assert {r["backend"] for r in summary["rows"]} == {"pytorch", "mxnet"}
+    assert {r["backend"]: r["verdict"] for r in summary["rows"]} == {"pytorch": "fastest", "mxnet": "slower"}
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert text.index("Campaign mine (this report's)") < text.index("Campaign reference")
+
+
+def campaign_pair(tmp_path, new_scale, new_threads=2, new_fp="fp-alpha"):
+    base = write(tmp_path / "base", *[record(b, "base", noisy(50_000, 0.03, i)) for i, b in enumerate(["pytorch", "jax"])])
+    new = write(tmp_path / "new", *[record(b, "new", noisy(50_000 * new_scale, 0.03, 10 + i), threads=new_threads,
+                                           fingerprint=new_fp, stamp="2026-12-02T10:00:00+00:00")
+                                    for i, b in enumerate(["pytorch", "jax"])])
+    return base, new
+
+
+def compare(capsys, *args):
+    code = main(["compare", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_compare_a_a_is_same_and_one_thread_is_slower(tmp_path, capsys):
+    base, new = campaign_pair(tmp_path, 1.04)  # 4% drift between campaigns: within the 10% minimum
+    code, out, _ = compare(capsys, base, new, "--json")
+    assert code == 0
+    assert {r["verdict"] for r in json.loads(out)["rows"]} == {"same"}
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    base, new = campaign_pair(slow, 0.55, new_threads=1)
+    code, out, _ = compare(capsys, base, new, "--json")
+    rows = json.loads(out)["rows"]
+    assert code == 0 and {r["verdict"] for r in rows} == {"slower"}
+    assert all(r["ratio_ci"][1] < 0.9 and r["threads"] == [2, 1] for r in rows)
+
+
+def test_compare_refuses_other_machines_unless_forced(tmp_path, capsys):
+    base, new = campaign_pair(tmp_path, 0.3, new_fp="fp-beta")
+    code, _, err = compare(capsys, base, new)
+    assert code == 2 and err.startswith("error: will not compare base with new: BASE ran on machine fp-alpha")
+    assert err.count("\n") == 1 and "--force" in err
+    code, out, _ = compare(capsys, base, new, "--force")
+    assert code == 0 and "slower" in out
+
+
+def test_compare_by_campaign_id_and_bad_references(tmp_path, capsys):
+    base, new = campaign_pair(tmp_path, 1.0)
+    code, out, _ = compare(capsys, "base", "new", "--results", base, "--results", new, "--json")
+    assert code == 0 and json.loads(out)["base"] == "base"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    for args, message in [(("nope", "new", "--results", new), "'nope' is not a campaign there"),
+                          ((empty, new), "holds no run records"),
+                          ((tmp_path / "notes.txt", new), "holds no run records"),
+                          ((base, new, "--min-effect", "2"), "must be a fraction")]:
+        code, _, err = compare(capsys, *args)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_report_bad_input_gets_one_line(tmp_path, capsys):
+    base, _ = campaign_pair(tmp_path, 1.0)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "README.md").write_text("# not records")
+    (tmp_path / "a-file").write_text("x")
+    for args, message in [(("--results", empty), "no run records"),
+                          (("--results", tmp_path / "README.md"), "is not a folder of run records"),
+                          (("--results", base, "--campaign", "nope"), "no campaign 'nope'"),
+                          (("--results", base, "--out", tmp_path / "a-file"), "is a file")]:
+        code = main(["report", *map(str, args)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert (base / "pytorch.jsonl").read_text().count("\n") == 1  # nothing rewritten
