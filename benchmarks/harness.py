@@ -27,12 +27,13 @@ from backends import default_threads, load_backend
 from backends.base import Backend, LanguageModel, parse_device
 from backends.heap import heap_settings
 from benchmarks.rounds import Gate, epoch_rounds
+from common import metrics
 from common.batches import train_batches, valid_batches
 from common.corpus import Corpus, load_corpus
-from common.errors import ResultsUnwritable, RunInterrupted
 from common.environment import machine_environment, machine_fingerprint, peak_rss_mb
+from common.errors import ResultsUnwritable, RunInterrupted
 from common.flops import train_flops_per_token
-from common.metrics import perplexity, steady_state
+from common.metrics import perplexity, reached_target, steady_state
 from common.params import init_params
 from common.records import SCHEMA, append_record, new_campaign_id, new_run_id, utc_now
 from common.specs import RunSpec
@@ -267,21 +268,15 @@ def summarise(epochs: list[dict], book: dict, train_s: float) -> dict[str, Any]:
 def utilisation(spec: RunSpec, vocab_size: int, tok_s: float | None, peak: float | None) -> dict[str, Any]:
     """Achieved model FLOP/s (common.flops) and its fraction of the measured matmul peak."""
     per_token = train_flops_per_token(spec.model, vocab_size)
-    achieved = per_token * tok_s if tok_s is not None and math.isfinite(tok_s) else None
+    achieved, share = metrics.utilisation(per_token, tok_s, peak)
     return {"train_flops_per_token": per_token, "achieved_flops": achieved, "peak_flops": peak,
-            "utilisation": achieved / peak if achieved and peak else None}
+            "utilisation": share}
 
 
 def time_to_target(epochs: list[dict], book: dict) -> float | None:
     """Training seconds until the preset's metric first reaches its target perplexity."""
-    target, metric, elapsed = book.get("target_ppl"), book.get("metric", "train_ppl"), 0.0
-    if target is None:
-        return None
-    for e in epochs:
-        elapsed += e["seconds"]
-        if e.get(metric) is not None and e[metric] <= target:
-            return elapsed
-    return None
+    reached = reached_target(epochs, book.get("target_ppl"), book.get("metric", "train_ppl"))
+    return reached[1] if reached else None
 
 
 def thread_warnings(req: RunRequest, framework_env: dict) -> list[str]:

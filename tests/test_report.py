@@ -16,7 +16,7 @@ pytest.importorskip("tabulate")
 import pandas as pd  # noqa: E402
 
 from benchmarks.report import add_report_arguments, build_report, run_report  # noqa: E402
-from benchmarks.report.scaling import scaling_point  # noqa: E402
+from benchmarks.report.tables import scaling_point  # noqa: E402
 from common.flops import forward_flops_per_token, recurrent_forward_flops_per_token, train_flops_per_token  # noqa: E402
 from common.metrics import steady_state  # noqa: E402
 from common.records import SCHEMA, append_record  # noqa: E402

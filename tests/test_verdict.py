@@ -39,7 +39,8 @@ def record(backend, campaign, rates, *, fingerprint="fp-alpha", threads=2, stamp
         "campaign": {"id": campaign, "rounds": len(rates), "gated": True, "contender": backend},
         "summary": {"epochs_done": len(epochs), "final_train_ppl": 17.0, "final_val_ppl": None,
                     "train_flops_per_token": 1e6, "peak_flops": 1e11, "tok_s_median": float(np.median(rates))},
-        "env": {"hostname": "vm", "cpu_model": "AMD EPYC", "git_commit": "abc", "git": {"commit": "abc", "dirty": False},
+        "env": {"hostname": "vm", "cpu_model": "AMD EPYC", "git_commit": "abc",
+                "git": {"commit": "abc", "dirty": False},
                 "fingerprint": {"id": fingerprint, "cores": 2}, "framework": {"version": "1", "threads": threads}},
     }
 
@@ -104,10 +105,11 @@ def test_campaigns_and_machines_are_never_pooled(tmp_path):
 
 
 def campaign_pair(tmp_path, new_scale, new_threads=2, new_fp="fp-alpha"):
-    base = write(tmp_path / "base", *[record(b, "base", noisy(50_000, 0.03, i)) for i, b in enumerate(["pytorch", "jax"])])
+    backends = ["pytorch", "jax"]
+    base = write(tmp_path / "base", *[record(b, "base", noisy(50_000, 0.03, i)) for i, b in enumerate(backends)])
     new = write(tmp_path / "new", *[record(b, "new", noisy(50_000 * new_scale, 0.03, 10 + i), threads=new_threads,
                                            fingerprint=new_fp, stamp="2026-12-02T10:00:00+00:00")
-                                    for i, b in enumerate(["pytorch", "jax"])])
+                                    for i, b in enumerate(backends)])
     return base, new
 
 
@@ -169,3 +171,20 @@ def test_report_bad_input_gets_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1, err
     assert (base / "pytorch.jsonl").read_text().count("\n") == 1  # nothing rewritten
+
+
+def test_a_nameless_or_repeated_record_is_not_a_row(tmp_path):
+    good = record("pytorch", "c1", noisy(50_000, 0.01, 1))
+    nameless = {**record("mxnet", "c1", noisy(40_000, 0.01, 2)), "backend": None, "run_id": "nameless"}
+    runs = write(tmp_path / "runs", good, good, record("jax", "c1", noisy(40_000, 0.01, 3)))
+    append_record(runs / "other.jsonl", nameless)
+    with pytest.warns(UserWarning) as caught:
+        summary = headline(tmp_path, runs)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "recorded more than once; counted once" in messages and "`backend` is None" in messages
+    assert sorted(r["backend"] for r in summary["rows"]) == ["jax", "pytorch"]
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "out" / "throughput.csv")
+    assert sorted(table["backend"]) == ["jax", "pytorch"]
+    assert table.loc[table["backend"] == "pytorch", "runs"].item() == "1 ok"

@@ -1,10 +1,12 @@
-"""`python -m benchmarks report`: recorded runs -> REPORT.md, REPORT.html, CSVs and plots.
+"""`python -m benchmarks report`: recorded runs -> REPORT.md, REPORT.html, summary.json,
+CSVs and plots, campaign by campaign, the headline first.
 
-Runs in its own environment with pandas, matplotlib and tabulate; no framework is
-imported. The tables come from benchmarks.report_tables, the plots from
-benchmarks.report_plots, the Markdown/HTML from benchmarks.report_render; runs tagged
-`scaling` go to their own section (benchmarks.report_scaling), and pytest-benchmark
-JSON from `nox -s microbench` to another (benchmarks.report_micro).
+Runs in its own environment with pandas, scipy, matplotlib and tabulate; no framework
+is imported. One axis splits the package: `data` reads records and micro-benchmark
+JSON into frames, `stats` holds the statistics (scipy), `tables` derives every table
+(raw values: the CSVs and summary.json), `plots` draws, `display` turns numbers into
+strings, `render` writes Markdown and HTML; this module assembles the document and
+`compare` sets two campaigns side by side.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.report import format as fmt
-from benchmarks.report import headline, micro, scaling
-from benchmarks.report.stats import METHOD
-from benchmarks.report.data import load_runs, parse_time, preset_info, split_scaling, threads_label, with_group_ids
-from benchmarks.report.plots import write_plots
+from benchmarks.report import display as fmt
+from benchmarks.report import tables
+from benchmarks.report.data import (
+    load_microbench,
+    load_runs,
+    parse_time,
+    preset_info,
+    split_scaling,
+    threads_label,
+    with_group_ids,
+)
+from benchmarks.report.plots import write_plots, write_scaling_plots
 from benchmarks.report.render import to_html, to_markdown
+from benchmarks.report.stats import METHOD
 from benchmarks.report.tables import (
     environments_table,
     reproduction_table,
@@ -36,8 +46,9 @@ DEFAULT_OUT = Path("results")
 TITLE = "rnnbench report"
 HOW_TO_READ = (
     "A comparison group (G1, G2, ...) is one preset in one campaign (one `nox -s bench`: one machine, one code "
-    "version), one device, one spec and one thread count; numbers from different groups are never compared. Tokens/sec is the median over the "
-    "epochs after the first (the first holds compilation/warm-up, shown separately), with min–max and IQR. "
+    "version), one device, one spec and one thread count; numbers from different groups are never compared. "
+    "Tokens/sec is the median over the epochs after the first (the first holds compilation/warm-up, shown "
+    "separately), with min–max and IQR. "
     "When one row has several records, the latest `ok` one is shown (column `shown`); diverged, interrupted "
     "and failed runs keep their status and never count as the fastest. `vs fastest` is tokens/sec over the "
     "fastest `ok` row of the group.")
@@ -64,7 +75,7 @@ def _intro(runs: pd.DataFrame, results_dir: Path, since: str | None, commit: str
 
 def _group_heading(rows: pd.DataFrame) -> str:
     first = rows.iloc[0]
-    device = "cpu" if first["device"].startswith("cpu") else first["device"]  # the CPU is in the machine
+    device = fmt.where(first["device"])
     return f"{first['group']} · {first['preset']} · {device} on {first['machine']} · {threads_label(first['threads'])}"
 
 
@@ -74,16 +85,16 @@ def _headline_blocks(runs: pd.DataFrame, lead: str | None) -> list[tuple]:
     blocks: list[tuple] = [("h", 2, "Headline: which framework is fastest here, and how sure")]
     if runs.empty:
         return blocks + [("p", "No records.")]
-    order = headline.campaigns_by_time(runs)
+    order = tables.campaigns_by_time(runs)
     order = ([lead] if lead in order else []) + [c for c in order if c != lead]
     for cid in order:
         mine = runs[runs["campaign"] == cid]
-        rows = headline.headline_rows(mine)
+        rows = tables.headline_rows(mine)
         blocks += [("h", 3, f"Campaign {cid}" + (" (this report's)" if cid == lead else "")),
-                   ("p", headline.heading(runs, cid))]
+                   ("p", fmt.campaign_heading(runs, cid))]
         for _, group in rows.groupby("group", sort=True):
             blocks += [("p", f"**{group['preset_label'].iloc[0]}** ({group['group'].iloc[0]}):"),
-                       ("table", headline.display(group))]
+                       ("table", fmt.headline(group))]
     return blocks + [("p", METHOD)]
 
 
@@ -133,13 +144,13 @@ def _scaling_blocks(table: pd.DataFrame, plots: dict[tuple, Path], out_dir: Path
     if table.empty:
         return blocks + [("p", "No scaling runs recorded.")]
     for (sgroup, preset), rows in table.groupby(["sgroup", "preset"], sort=True):
-        blocks += [("h", 3, scaling.group_title(rows))]
+        blocks += [("h", 3, fmt.scaling_title(rows))]
         if (sgroup, preset) in plots:
             blocks += [("img", plots[(sgroup, preset)].relative_to(out_dir).as_posix(), f"{sgroup} {preset} scaling")]
         base = preset_info(preset)[0]
-        for axis, points in (scaling.with_baseline(rows, base) if base else {}).items():
-            blocks += [("p", f"Varying {scaling.AXIS_LABEL[axis]}:"), ("table", scaling.display(points, axis))]
-        other = rows[rows["axis"].eq(scaling.OTHER)]
+        for axis, points in (tables.with_baseline(rows, base) if base else {}).items():
+            blocks += [("p", f"Varying {tables.AXIS_LABEL[axis]}:"), ("table", fmt.scaling(points, axis))]
+        other = rows[rows["axis"].eq(tables.OTHER)]
         if len(other):
             blocks += [("p", "Not on a curve (more than one size changed): " + "; ".join(
                 f"{r.backend} {r.mode}: {r.overrides}" for r in other.itertuples()))]
@@ -158,9 +169,9 @@ def _micro_blocks(table: pd.DataFrame, folder: Path) -> list[tuple]:
              "`vs fastest` within the same step and cell.")]
     if table.empty:
         return blocks + [("p", "No micro-benchmark results.")]
-    for (machine, device, threads), rows in table.groupby(micro.MICRO_KEYS, sort=True):
-        where = "cpu" if str(device).startswith("cpu") else device
-        blocks += [("h", 3, f"{where} on {machine} · {threads_label(int(threads))}"), ("table", micro.display(rows))]
+    for (machine, device, threads), rows in table.groupby(tables.MICRO_KEYS, sort=True):
+        where = fmt.where(device)
+        blocks += [("h", 3, f"{where} on {machine} · {threads_label(int(threads))}"), ("table", fmt.micro(rows))]
     return blocks
 
 
@@ -179,7 +190,7 @@ def _load(results_dir: Path, since: str | None, commit: str | None,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         runs = load_runs(results_dir, since, commit)
-        benches = micro.load_microbench(micro_dir)
+        benches = load_microbench(micro_dir)
     skipped = [str(w.message) for w in caught]
     for message in skipped:
         warnings.warn(message, UserWarning, stacklevel=3)
@@ -199,7 +210,7 @@ def lead_campaign(runs: pd.DataFrame, campaign: str | None) -> str | None:
         if runs.empty or campaign not in set(runs["campaign"]):
             raise KeyError(campaign)
         return campaign
-    order = headline.campaigns_by_time(runs)
+    order = tables.campaigns_by_time(runs)
     return order[0] if order else None
 
 
@@ -213,22 +224,22 @@ def build_report(results_dir: Path, out_dir: Path, since: str | None = None, com
     lead = lead_campaign(runs, campaign)
     out_dir.mkdir(parents=True, exist_ok=True)
     if lead is not None:
-        headline.write_summary(runs, lead, out_dir / "summary.json")
-    tables = {"throughput": throughput_table(runs), "reproduction": reproduction_table(runs),
+        tables.write_summary(runs, lead, out_dir / "summary.json")
+    frames = {"throughput": throughput_table(runs), "reproduction": reproduction_table(runs),
               "time_to_quality": time_to_quality_table(runs), "environments": environments_table(runs),
-              "scaling": scaling.scaling_table(tagged, pd.concat([runs, tagged], ignore_index=True)),
-              "microbench": micro.microbench_table(benches)}
-    for name, table in tables.items():
+              "scaling": tables.scaling_table(tagged, pd.concat([runs, tagged], ignore_index=True)),
+              "microbench": tables.microbench_table(benches)}
+    for name, table in frames.items():
         table.to_csv(out_dir / f"{name}.csv", index=False)
     plots = write_plots(runs, out_dir / "plots")
-    scaling_plots = scaling.write_scaling_plots(tables["scaling"], _base_specs(tables["scaling"]),
+    scaling_plots = write_scaling_plots(frames["scaling"], _base_specs(frames["scaling"]),
                                                 out_dir / "plots" / "scaling")
     blocks = (_intro(runs, results_dir, since, commit, len(tagged)) + _headline_blocks(runs, lead)
-              + _throughput_blocks(tables["throughput"], plots, out_dir)
-              + _reproduction_blocks(tables["reproduction"]) + _quality_blocks(tables["time_to_quality"])
-              + _environment_blocks(tables["environments"])
-              + _scaling_blocks(tables["scaling"], scaling_plots, out_dir)
-              + _micro_blocks(tables["microbench"], micro_dir) + _sample_blocks(samples_table(runs)))
+              + _throughput_blocks(frames["throughput"], plots, out_dir)
+              + _reproduction_blocks(frames["reproduction"]) + _quality_blocks(frames["time_to_quality"])
+              + _environment_blocks(frames["environments"])
+              + _scaling_blocks(frames["scaling"], scaling_plots, out_dir)
+              + _micro_blocks(frames["microbench"], micro_dir) + _sample_blocks(samples_table(runs)))
     if skipped:
         blocks += [("h", 2, "Skipped input"), ("list", skipped)]
     (out_dir / "REPORT.html").write_text(to_html(blocks, TITLE), encoding="utf-8")
@@ -306,7 +317,7 @@ def known_campaigns(results: Path) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runs = load_runs(results)
-    found = headline.campaigns_by_time(runs)
+    found = tables.campaigns_by_time(runs)
     if not found:
         return "it holds no records"
     more = f" and {len(found) - 8} older" if len(found) > 8 else ""
@@ -324,10 +335,10 @@ def campaign_report(results: Path, out: Path, campaign: str) -> str:
         runs = load_runs(results)
     main, _ = split_scaling(runs)
     mine = main[main["campaign"] == campaign]
-    lines = [headline.heading(mine, campaign) if len(mine) else f"campaign {campaign}: no main-table runs"]
-    rows = headline.headline_rows(with_group_ids(mine)) if len(mine) else mine
+    lines = [fmt.campaign_heading(mine, campaign) if len(mine) else f"campaign {campaign}: no main-table runs"]
+    rows = tables.headline_rows(with_group_ids(mine)) if len(mine) else mine
     for _, group in (rows.groupby("group", sort=True) if len(rows) else []):
-        table = headline.display(group).replace("`", "", regex=True)
+        table = fmt.headline(group).replace("`", "", regex=True)
         lines += ["", group["preset_label"].iloc[0], tabulate(table, headers="keys", showindex=False,
                                                              disable_numparse=True)]
     return "\n".join(lines + ["", f"wrote {path} and {out / 'summary.json'}"])

@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from benchmarks.report import format as fmt
+from benchmarks.report import display as fmt
 from benchmarks.report.data import load_runs, pick_rows, split_scaling, with_group_ids
-from benchmarks.report.headline import campaigns_by_time, ceiling
 from benchmarks.report.stats import call, round_rates, unpaired_ratio
+from benchmarks.report.tables import campaign_ceiling, campaigns_by_time
 from common.errors import RnnbenchError
 
 DEFAULT_FOLDERS = (Path("results/runs"), Path("results/reference/runs"))
@@ -67,7 +67,7 @@ def check_same_machine(base: pd.DataFrame, new: pd.DataFrame) -> str | None:
     if fb != fn:
         return (f"BASE ran on machine {fb} ({base['machine'].iloc[0]}), NEW on {fn} ({new['machine'].iloc[0]}): "
                 "a ratio between them measures the machines; pass --force to compare anyway")
-    pb, pn = ceiling(base), ceiling(new)
+    pb, pn = campaign_ceiling(base), campaign_ceiling(new)
     if not (math.isnan(pb) or math.isnan(pn)) and max(pb, pn) / min(pb, pn) > PEAK_FACTOR:
         return (f"the campaigns' matmul peaks differ {max(pb, pn) / min(pb, pn):.1f}x ({fmt.gflops(pb)} vs "
                 f"{fmt.gflops(pn)} GFLOP/s): the same machine in another state, or another machine behind the "

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from common import metrics
 from common.errors import SpecError
 from common.metrics import steady_state
 from common.records import iter_records
@@ -99,12 +100,16 @@ def utilisation(summary: dict, tok_s: float) -> dict[str, float]:
     """Model FLOPs per training token (common.flops, recorded by the harness), achieved
     FLOP/s = that x the median tokens/sec, and the run's own matmul peak; NaN if unknown."""
     per_token = _num(summary.get("train_flops_per_token"))
-    return {"train_flops_per_token": per_token, "achieved_flops": per_token * tok_s,
+    achieved, _ = metrics.utilisation(per_token, tok_s, None)
+    return {"train_flops_per_token": per_token, "achieved_flops": _num(achieved),
             "peak_flops": _num(summary.get("peak_flops"))}
 
 
 def flatten(record: dict) -> dict[str, Any]:
     """One record as a flat row; raises KeyError/TypeError/ValueError if malformed."""
+    for key in ("backend", "mode", "run_id", "status"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            raise ValueError(f"`{key}` is {record.get(key)!r}, not a name")
     env, summary, device = record["env"], record["summary"] or {}, record["device"]
     spec, preset = record["spec"], record["preset"]
     base, meta = preset_info(preset)
@@ -159,6 +164,10 @@ def load_runs(results_dir: Path, since: str | None = None, commit: str | None = 
     runs = pd.DataFrame(rows)
     if runs.empty:
         return runs
+    repeated = runs["run_id"].duplicated()
+    for run_id in runs.loc[repeated, "run_id"].unique():
+        warnings.warn(f"{results_dir}: run {run_id} is recorded more than once; counted once", stacklevel=2)
+    runs = runs[~repeated]
     if since:
         runs = runs[runs["timestamp"] >= parse_time(since)]
     if commit:
@@ -215,3 +224,55 @@ def _shown_note(status: str, n_runs: int) -> str:
     if n_runs == 1:
         return "only run"
     return f"latest ok of {n_runs}" if status == "ok" else f"latest of {n_runs} (none ok)"
+
+
+MICRO = ["machine", "device", "threads", "kind", "cell", "backend", "mode", "mode_default", "median_s", "min_s",
+         "iqr_s", "rounds", "tokens_per_call", "flops_per_token", "tok_s", "flops_s", "vs_fastest", "matmul_peak",
+         "of_ceiling", "framework_version", "shape", "file", "datetime"]
+
+
+NEEDED = ("backend", "cell", "mode", "kind", "tokens_per_call", "flops_per_token")
+
+
+def _machine(info: dict) -> str:
+    cpu = (info.get("cpu") or {}).get("brand_raw") or info.get("processor") or "?"
+    return f"{info.get('node', '?')} ({cpu})"
+
+
+def _row(bench: dict, machine: str, path: Path, stamp: Any) -> dict[str, Any]:
+    """One benchmark as a flat row; KeyError/TypeError/ValueError when it is not ours."""
+    extra, stats = bench["extra_info"], bench["stats"]
+    missing = [k for k in NEEDED if k not in extra]
+    if missing:
+        raise KeyError(f"extra_info lacks {missing}")
+    median = float(stats["median"])
+    tok_s = extra["tokens_per_call"] / median if median > 0 else math.nan
+    return {"machine": machine, "device": extra.get("device", "cpu"), "threads": int(extra.get("threads") or 0),
+            "kind": extra["kind"], "cell": extra["cell"], "backend": extra["backend"], "mode": extra["mode"],
+            "mode_default": bool(extra.get("mode_default")), "median_s": median, "min_s": float(stats["min"]),
+            "iqr_s": float(stats.get("iqr", math.nan)), "rounds": int(stats["rounds"]),
+            "tokens_per_call": int(extra["tokens_per_call"]), "flops_per_token": float(extra["flops_per_token"]),
+            "tok_s": tok_s, "flops_s": tok_s * float(extra["flops_per_token"]),
+            "matmul_peak": float(extra.get("matmul_peak") or math.nan),
+            "framework_version": extra.get("framework_version", "?"), "shape": extra.get("shape", ""),
+            "file": path.name, "datetime": stamp}
+
+
+def load_microbench(folder: Path) -> pd.DataFrame:
+    """Every rnnbench benchmark in folder/*.json; unreadable files and foreign entries are
+    skipped with a warning naming them."""
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            benches, machine = data["benchmarks"], _machine(data.get("machine_info") or {})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"{path}: skipped, not pytest-benchmark JSON ({type(exc).__name__}: {exc})", stacklevel=2)
+            continue
+        for bench in benches:
+            try:
+                rows.append(_row(bench, machine, path, data.get("datetime")))
+            except (KeyError, TypeError, ValueError) as exc:
+                warnings.warn(f"{path}: benchmark {bench.get('name', '?')!r} skipped, not an rnnbench "
+                              f"micro-benchmark ({type(exc).__name__}: {exc})", stacklevel=2)
+    return pd.DataFrame(rows, columns=[c for c in MICRO if c not in ("vs_fastest", "of_ceiling")])

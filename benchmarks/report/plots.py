@@ -15,9 +15,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
 from benchmarks.report.data import pick_rows, threads_label  # noqa: E402
+from benchmarks.report.display import scaling_title  # noqa: E402
+from benchmarks.report.tables import AXIS_LABEL, scaling_label, with_baseline  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
 OURS = re.compile(r"^G\d+-.*-(ppl|toks)\.png$")
@@ -129,4 +131,67 @@ def write_plots(runs: pd.DataFrame, plot_dir: Path) -> dict[str, list[Path]]:
         perplexity_plot(group, ppl)
         throughput_plot(group, toks)
         written[gid] = [ppl, toks]
+    return written
+
+
+LOG_AXES = {"batch_size", "num_hiddens", "num_steps"}
+
+
+OURS = re.compile(r"^S\d+-.*-scaling\.png$")
+
+
+
+
+def _draw(ax_tok, ax_mem, points: pd.DataFrame, axis: str) -> None:
+    ok = points[points["status"].eq("ok")]
+    modes = ok.groupby("backend")["mode"].nunique().to_dict()
+    for i, ((backend, mode), line) in enumerate(ok.groupby(["backend", "mode"], sort=True)):
+        style = {"color": COLORS[i % len(COLORS)], "marker": "o", "markersize": 4,
+                 "label": scaling_label(backend, mode, modes)}
+        ax_tok.plot(line["value"], line["tok_s_median"], **style)
+        ax_mem.plot(line["value"], line["peak_rss_mb"], **style)
+    for ax in (ax_tok, ax_mem):
+        if axis in LOG_AXES:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(points["value"].dropna().unique()))  # ticks at the measured sizes
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.grid(True, which="both", alpha=0.3)
+    ax_tok.set_yscale("log")
+    ax_tok.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax_tok.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
+    ax_mem.set(xlabel=AXIS_LABEL[axis])
+
+
+def scaling_plot(per_axis: dict[str, pd.DataFrame], title: str, path: Path) -> None:
+    """Tokens/sec (top, log) and peak RSS (bottom) vs each varied size, one line per backend."""
+    n = len(per_axis)
+    fig, axes = plt.subplots(2, n, figsize=(4.2 * n + 0.6, 6.4), squeeze=False, sharey="row")
+    for col, (axis, points) in enumerate(per_axis.items()):
+        _draw(axes[0][col], axes[1][col], points, axis)
+    axes[0][0].set(ylabel="tokens/sec (median, log)")
+    axes[1][0].set(ylabel="peak RSS (MB)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        axes[0][0].legend(handles, labels, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_scaling_plots(table: pd.DataFrame, base_specs: dict[str, dict], plot_dir: Path) -> dict[tuple, Path]:
+    """One PNG per scaling group and preset; returns (sgroup, preset) -> path."""
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for old in plot_dir.glob("S*.png"):  # scaling group ids renumber as records come and go
+        if OURS.match(old.name):
+            old.unlink()
+    written = {}
+    for (sgroup, preset), rows in table.groupby(["sgroup", "preset"], sort=True):
+        per_axis = with_baseline(rows, base_specs[preset]) if preset in base_specs else {}
+        if not per_axis:
+            continue
+        path = plot_dir / f"{sgroup}-{slug(preset)}-scaling.png"
+        scaling_plot(per_axis, scaling_title(rows), path)
+        written[(sgroup, preset)] = path
     return written

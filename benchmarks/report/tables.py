@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.report.data import pick_rows, preset_info
+from benchmarks.report.data import MICRO, pick_rows, preset_info
+from benchmarks.report.stats import group_verdicts, round_rates
+from benchmarks.suites import SCALING_AXES
+from common.metrics import reached_target, utilisation
 from common.specs import preset_names
 
 THROUGHPUT = ["group", "preset", "machine", "device", "threads", "overrides", "backend", "mode", "mode_default",
@@ -126,13 +131,8 @@ def reproduction_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def reached_epoch(run: pd.Series, metric: str, target: float) -> tuple[float, float]:
     """(first epoch whose metric <= target, training seconds up to its end); NaN if never."""
-    seconds = 0.0
-    for epoch in run["epoch_list"]:
-        seconds += float(epoch.get("seconds") or 0.0)
-        value = epoch.get(metric)
-        if value is not None and value <= target:
-            return float(epoch.get("epoch", math.nan)), seconds
-    return math.nan, math.nan
+    reached = reached_target(run["epoch_list"], target, metric)
+    return (float(reached[0]), reached[1]) if reached else (math.nan, math.nan)
 
 
 def _quality_row(run: pd.Series) -> dict:
@@ -204,3 +204,180 @@ def samples_table(runs: pd.DataFrame) -> pd.DataFrame:
         table[prefix] = [s.get(prefix, "") for s in rows["samples"]]
     return table.reset_index(drop=True)
 
+
+SECTION_OF = {"batch_size": "train", "num_steps": "train", "num_hiddens": "model", "num_layers": "model"}
+
+
+AXIS_LABEL = {"batch_size": "batch size", "num_hiddens": "hidden units", "num_steps": "sequence length (steps)",
+              "num_layers": "layers"}
+
+
+MACHINE_KEYS = ["campaign", "machine", "device", "threads"]
+
+
+BASELINE, OTHER = "preset", "other"
+
+
+SCALING = ["sgroup", "preset", "cell", "machine", "device", "threads", "backend", "mode", "axis", "value", "status",
+           "runs", "epochs_done", "tok_s_median", "tok_s_min", "tok_s_max", "peak_rss_mb", "achieved_flops",
+           "peak_flops", "ceiling_flops", "of_ceiling", "overrides", "run_id"]
+
+
+def scaling_label(backend: str, mode: str, modes_per_backend: dict[str, int]) -> str:
+    """A curve's name: the backend, and its mode where the backend has several curves."""
+    return backend if modes_per_backend.get(backend, 1) == 1 else f"{backend} {mode}"
+
+
+def scaling_point(spec: dict, base: dict | None) -> tuple[str, float]:
+    """(axis, value) of a run: (BASELINE, nan) for the preset as is, (OTHER, nan) when it
+    differs from its preset in anything but epochs and at most one scaling size."""
+    if base is None:
+        return OTHER, math.nan
+    diffs = {(section, key) for section in ("data", "model", "train")
+             for key in set(spec.get(section) or {}) | set(base.get(section) or {})
+             if key != "epochs" and (spec.get(section) or {}).get(key) != (base.get(section) or {}).get(key)}
+    if not diffs:
+        return BASELINE, math.nan
+    if len(diffs) == 1:
+        section, key = next(iter(diffs))
+        if SECTION_OF.get(key) == section:
+            return key, float(spec[section][key])
+    return OTHER, math.nan
+
+
+def scaling_table(scaling: pd.DataFrame, all_runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per scaling point and backend/mode (the latest ok run of it), numbered by
+    scaling group S1, S2, ...; `of_ceiling` is achieved FLOP/s over the best matmul peak
+    any run (scaling or not) measured on that machine, device and thread count."""
+    if scaling.empty:
+        return pd.DataFrame(columns=SCALING)
+    rows = pick_rows(scaling, MACHINE_KEYS + ["preset_label", "spec_key", "backend", "mode"])
+    points = [scaling_point(s, b) for s, b in zip(rows["spec"], rows["base_spec"], strict=True)]
+    rows["axis"], rows["value"] = [p[0] for p in points], [p[1] for p in points]
+    rows["preset"], rows["cell"] = rows["preset_label"], rows["spec"].map(lambda s: s["model"]["cell"])
+    groups = rows[MACHINE_KEYS].drop_duplicates().sort_values(MACHINE_KEYS).reset_index(drop=True)
+    groups["sgroup"] = [f"S{i + 1}" for i in range(len(groups))]
+    rows = rows.merge(groups, on=MACHINE_KEYS, how="left")
+    rows["ceiling_flops"] = ceiling(all_runs, rows, MACHINE_KEYS)
+    rows["of_ceiling"] = rows["achieved_flops"] / rows["ceiling_flops"]
+    rows = rows.sort_values(["sgroup", "preset", "axis", "value", "backend", "mode"], na_position="first")
+    return rows[SCALING].reset_index(drop=True)
+
+
+def with_baseline(table: pd.DataFrame, preset_spec: dict) -> dict[str, pd.DataFrame]:
+    """axis -> points of that axis, the preset's own run included at the preset's value."""
+    values = {axis: float(preset_spec[SECTION_OF[axis]][axis]) for axis in SCALING_AXES}
+    out = {}
+    base = table[table["axis"].eq(BASELINE)]
+    for axis in [a for a in SCALING_AXES if a in set(table["axis"])]:
+        points = pd.concat([table[table["axis"].eq(axis)], base.assign(axis=axis, value=values[axis])],
+                           ignore_index=True)
+        out[axis] = points.sort_values(["backend", "mode", "value"]).reset_index(drop=True)
+    return out
+
+
+MICRO_KEYS = ["machine", "device", "threads"]
+
+
+KIND_ORDER = {"train": 0, "recurrent": 1, "generate": 2}
+
+
+def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
+    """One row per benchmark, by machine, kind (train first), cell, fastest first; with
+    tok/s over the fastest of the same machine, threads, kind and cell."""
+    if micro.empty:
+        return pd.DataFrame(columns=MICRO)
+    keys = MICRO_KEYS + ["kind", "cell"]
+    ceiling = micro.groupby(MICRO_KEYS)["matmul_peak"].transform("max")
+    table = micro.assign(vs_fastest=micro["tok_s"] / micro.groupby(keys)["tok_s"].transform("max"),
+                         of_ceiling=micro["flops_s"] / ceiling,
+                         _kind=micro["kind"].map(lambda k: KIND_ORDER.get(k, 9)))
+    table = table.sort_values(MICRO_KEYS + ["_kind", "cell", "tok_s"], ascending=[True] * 5 + [False])
+    return table[MICRO].reset_index(drop=True)
+
+
+SUMMARY_FIELDS = ["preset", "backend", "mode", "contender", "threads", "tok_s", "tok_s_ci", "rounds",
+                  "ratio_to_fastest", "ratio_ci", "verdict", "utilisation", "final_ppl", "metric", "target_ppl",
+                  "reached_target", "status"]
+
+
+def campaigns_by_time(runs: pd.DataFrame) -> list[str]:
+    """Campaign ids, the most recent first."""
+    if runs.empty:
+        return []
+    return list(runs.groupby("campaign")["timestamp"].max().sort_values(ascending=False).index)
+
+
+def campaign_ceiling(runs: pd.DataFrame) -> float:
+    """The campaign's ceiling: the best matmul peak any of its processes measured."""
+    peaks = runs["peak_flops"].dropna()
+    return float(peaks.max()) if len(peaks) else math.nan
+
+
+def headline_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """One campaign's runs -> one row per (preset group, contender, mode), with verdicts."""
+    rows = pick_rows(runs)
+    rates = round_rates(rows)
+    peak = campaign_ceiling(runs)
+    parts = [group_verdicts(g, rates) for _, g in rows.groupby("group", sort=True)]
+    out = pd.concat(parts) if parts else rows
+    out["utilisation"] = [utilisation(f, r, peak)[1] for f, r in
+                          zip(out["train_flops_per_token"], out["tok_s"], strict=True)]
+    out["metric"] = [metric_of(r["book"], r) for _, r in out.iterrows()]
+    out["final_ppl"] = [r[f"final_{r['metric']}"] for _, r in out.iterrows()]
+    out["target"] = [(r["book"] or {}).get("target_ppl") for _, r in out.iterrows()]
+    out["reached_target"] = [_reached(r["final_ppl"], t) for t, (_, r) in
+                             zip(out["target"], out.iterrows(), strict=True)]
+    return out.sort_values(["group", "tok_s"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _reached(value: float, target: float | None) -> bool | None:
+    """Whether the final perplexity met the preset's target; None without a target or a value."""
+    if target is None or value is None or math.isnan(value):
+        return None
+    return bool(value <= target)
+
+
+def summary(runs: pd.DataFrame, campaign: str) -> dict:
+    """results/summary.json: this campaign's machine and headline rows, as data."""
+    mine = runs[runs["campaign"] == campaign]
+    rows = headline_rows(mine)
+    first = mine.sort_values("timestamp").iloc[0]
+    machine = {**(first["fingerprint_facts"] or {"id": first["fingerprint"]}),
+               "matmul_peak_flops": campaign_ceiling(mine), "threads": int(first["threads"]),
+               "frameworks": _frameworks(mine)}
+    return {"campaign": campaign, "machine": machine,
+            "git": {"commit": first["git_commit"].removesuffix("-dirty") or None, "dirty": bool(mine["dirty"].any())},
+            "started": mine["timestamp"].min().isoformat(), "rows": [_summary_row(r) for _, r in rows.iterrows()]}
+
+
+def _frameworks(runs: pd.DataFrame) -> dict[str, str]:
+    return {b: str(v) for b, v in runs.groupby("backend")["framework_version"].last().items()}
+
+
+def _clean(x):
+    """Strict JSON: NaN and infinities become null, numpy scalars plain numbers."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    x = x.item() if hasattr(x, "item") else x
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def _summary_row(r: pd.Series) -> dict:
+    row = {"preset": r["preset_label"], "backend": r["backend"], "mode": r["mode"], "contender": r["contender"],
+           "threads": int(r["threads"]), "tok_s": r["tok_s"], "tok_s_ci": [r["tok_s_lo"], r["tok_s_hi"]],
+           "rounds": int(r["rounds_timed"]), "ratio_to_fastest": r["ratio"], "ratio_ci": [r["ratio_lo"], r["ratio_hi"]],
+           "verdict": r["verdict"], "utilisation": r["utilisation"], "final_ppl": r["final_ppl"],
+           "metric": r["metric"], "target_ppl": r["target"], "reached_target": r["reached_target"],
+           "status": r["status"]}
+    return {k: row[k] for k in SUMMARY_FIELDS}
+
+
+def write_summary(runs: pd.DataFrame, campaign: str, path: Path) -> dict:
+    data = _clean(summary(runs, campaign))
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return data

@@ -1,4 +1,5 @@
-"""Raw report tables -> display tables of strings (for REPORT.md and REPORT.html)."""
+"""Raw report tables -> display tables of strings (for REPORT.md, REPORT.html and the
+terminal): every number's format and every heading, written once."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.report.data import threads_label
+from benchmarks.report.tables import AXIS_LABEL, campaign_ceiling, scaling_label
+
 DASH = "—"
 
 
 def _bad(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def where(device: str) -> str:
+    """A device for a heading: `cpu` (the CPU's name is in the machine), else `gpu:N (name)`."""
+    return "cpu" if str(device).startswith("cpu") else str(device)
 
 
 def both(table: pd.DataFrame, a: str, b: str, how) -> list[str]:
@@ -148,3 +157,72 @@ def samples(table: pd.DataFrame) -> pd.DataFrame:
 def code(text: str) -> str:
     """Inline code (the renderers keep it literal); backticks inside become quotes."""
     return "`" + text.replace("`", "'") + "`" if text else DASH
+
+
+def scaling_title(rows: pd.DataFrame) -> str:
+    first = rows.iloc[0]
+    device = where(first["device"])
+    return (f"{first['sgroup']} · {first['preset']} ({first['cell']}) · {device} on {first['machine']} · "
+            f"{threads_label(first['threads'])}")
+
+
+def scaling(points: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """One curve as a table: a row per value, per backend `tok/s (of ceiling)` and peak MB."""
+    modes = points.groupby("backend")["mode"].nunique().to_dict()
+    labels = [scaling_label(b, m, modes) for b, m in zip(points["backend"], points["mode"], strict=True)]
+    points = points.assign(_label=labels)
+    out = pd.DataFrame({AXIS_LABEL[axis]: sorted(points["value"].unique())})
+    for label, line in points.groupby("_label", sort=True):
+        by_value = line.drop_duplicates("value", keep="last").set_index("value")
+        cell = [_tok_cell(by_value.loc[v]) if v in by_value.index else DASH for v in out[AXIS_LABEL[axis]]]
+        out[f"{label} tok/s (of ceiling)"] = cell
+        out[f"{label} peak MB"] = [rate(by_value.loc[v, "peak_rss_mb"]) if v in by_value.index else DASH
+                                   for v in out[AXIS_LABEL[axis]]]
+    out[AXIS_LABEL[axis]] = out[AXIS_LABEL[axis]].map(lambda v: f"{v:g}")
+    return out
+
+
+def _tok_cell(row: pd.Series) -> str:
+    if row["status"] != "ok":
+        return f"{rate(row['tok_s_median'])} ({row['status']})"
+    share = percent(row["of_ceiling"])
+    return rate(row["tok_s_median"]) + ("" if share == DASH else f" ({share})")
+
+
+def micro(table: pd.DataFrame) -> pd.DataFrame:
+    """One machine's rows of the micro-benchmark table, for display."""
+    return pd.DataFrame({
+        "step": table["kind"], "cell": table["cell"], "backend": table["backend"],
+        "mode": both(table, "mode", "mode_default", mode),
+        "median ms": table["median_s"].map(millis), "min ms": table["min_s"].map(millis),
+        "tokens/call": table["tokens_per_call"].astype(str), "tok/s": table["tok_s"].map(rate),
+        "GFLOP/s": table["flops_s"].map(gflops), "of ceiling": table["of_ceiling"].map(percent),
+        "vs fastest": table["vs_fastest"].map(ratio),
+        "rounds": table["rounds"].astype(str),
+    })
+
+
+def headline(rows: pd.DataFrame) -> pd.DataFrame:
+    """The headline table of one preset, as strings."""
+    return pd.DataFrame({
+        "backend (mode)": [f"{c} (`{m}`)" for c, m in zip(rows["contender"], rows["mode"], strict=True)],
+        "tok/s": rows["tok_s"].map(rate),
+        "95% CI": both(rows, "tok_s_lo", "tok_s_hi", interval_rate),
+        "vs fastest [95% CI]": [ratio_ci(r, lo, hi) for r, lo, hi in
+                                zip(rows["ratio"], rows["ratio_lo"], rows["ratio_hi"], strict=True)],
+        "verdict": rows["verdict"], "rounds": rows["rounds_timed"].map(str),
+        "utilisation": rows["utilisation"].map(percent),
+        "final ppl": rows["final_ppl"].map(ppl),
+        "target": [target(t, ok) for t, ok in zip(rows["target"], rows["reached_target"], strict=True)],
+    })
+
+
+def campaign_heading(runs: pd.DataFrame, campaign: str) -> str:
+    mine = runs[runs["campaign"] == campaign]
+    first = mine.sort_values("timestamp").iloc[0]
+    commit = first["git_commit"].removesuffix("-dirty")[:10] or "?"
+    dirty = " **(dirty tree: uncommitted changes)**" if mine["dirty"].any() else ""
+    return (f"Campaign `{campaign}` on {first['machine']}, {first['device']}, "
+            f"{int(first['threads'])} thread(s), commit `{commit}`{dirty}; "
+            f"{mine['timestamp'].min():%Y-%m-%d %H:%M} UTC; "
+            f"ceiling (best matmul peak measured in the campaign) {gflops(campaign_ceiling(mine))} GFLOP/s.")
