@@ -7,6 +7,12 @@ parameters are dicts in the canonical layout of `common.params`.
 
 Contract for `train_epoch`/`evaluate`: all device work is finished before they
 return (one sync per epoch, none per step), so the harness's wall clock is honest.
+
+The base classes do what is the same in every framework, once: `Backend.build`
+checks the mode, device and parameters and then calls the backend's `_build`;
+`LanguageModel`'s public methods check their inputs (integer ids in [0, vocab),
+(batch, num_steps) shapes, a non-empty prefix) and then call the `_`-prefixed hooks a
+backend implements. The tests in tests/contract hold every backend to this contract.
 """
 
 from __future__ import annotations
@@ -20,11 +26,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from common.batches import Batch
 from common.errors import DeviceUnavailable, SpecError
-from common.params import Params
+from common.params import Params, check_params
 from common.specs import RunSpec
-
-Batch = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -77,24 +82,75 @@ def best_flops(work: Callable[[], Any], flops: float, repeats: int, warmup: int 
     return flops / best
 
 
+def check_ids(ids: np.ndarray, vocab_size: int, what: str = "token ids") -> None:
+    """Integer ids in [0, vocab_size): one-hot encoding would silently turn an id
+    outside it into zeros in some frameworks (MXNet, JAX) and an error in others."""
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{what} must be integers; got {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size}); {what} have {ids.min()}..{ids.max()}")
+
+
+def check_batch(X: np.ndarray, Y: np.ndarray | None, vocab_size: int) -> None:
+    """A batch is an int (batch, num_steps) array of inputs and one of targets alike."""
+    X = np.asarray(X)
+    if X.ndim != 2 or (Y is not None and np.shape(Y) != X.shape):
+        got = f"X {X.shape}" + ("" if Y is None else f", Y {np.shape(Y)}")
+        raise ValueError(f"a batch must be (batch, num_steps) arrays; got {got}")
+    check_ids(X, vocab_size, "batch inputs")
+    if Y is not None:
+        check_ids(np.asarray(Y), vocab_size, "batch targets")
+
+
 class LanguageModel(ABC):
-    """A built model on one device, with its optimizer and carried state."""
+    """A built model on one device, with its optimizer and carried state.
+
+    Callers use the public methods, which check their inputs; a backend implements
+    the hooks (`_train_epoch`, `_evaluate`, `_predict`, `_loss_and_grads`, and
+    optionally `_recurrent_pass`), which receive only checked inputs."""
 
     spec: RunSpec
     mode: str
+    vocab_size: int
 
-    @abstractmethod
+    def _checked(self, batches: Iterable[Batch]) -> Iterable[Batch]:
+        for X, Y in batches:
+            check_batch(X, Y, self.vocab_size)
+            yield X, Y
+
     def train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         """One pass of clipped updates; state reset at the epoch start, then carried
         (detached) across batches for `sequential` sampling or reset per batch."""
+        return self._train_epoch(self._checked(batches))
 
-    @abstractmethod
     def evaluate(self, batches: Iterable[Batch]) -> EpochStats:
-        """Loss without updates, state handled as in training."""
+        """Loss without updates (and without dropout), state handled as in training."""
+        return self._evaluate(self._checked(batches))
 
-    @abstractmethod
     def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:
         """Greedy continuation (d2l's predict_ch8): the `num_preds` ids after the prefix."""
+        if isinstance(num_preds, bool) or not isinstance(num_preds, (int, np.integer)) or num_preds < 0:
+            raise ValueError(f"num_preds must be an integer >= 0; got {num_preds!r}")
+        prefix = np.asarray(prefix_ids)
+        if prefix.size == 0:
+            raise ValueError("predict needs a non-empty prefix")
+        check_ids(prefix.reshape(-1), self.vocab_size, "prefix ids")
+        return self._predict([int(i) for i in prefix.reshape(-1)], int(num_preds)) if num_preds else []
+
+    def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
+        """Mean loss and canonical gradients for one batch from a zero state."""
+        check_batch(X, Y, self.vocab_size)
+        return self._loss_and_grads(X, Y)
+
+    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
+        """Forward and backward (to the recurrent weights, of the outputs' sum) of the
+        recurrent layers alone on batch X's inputs from a zero state; returns that sum,
+        whose read is the sync, and with `grads` the canonical `rnn.*` gradients (read
+        after it, for the tests). No embedding gradient, dense layer, loss or update:
+        the micro-benchmarks' `recurrent` kind, which sets the framework's recurrent
+        kernels against the same ceiling as the whole training step."""
+        check_batch(X, None, self.vocab_size)
+        return self._recurrent_pass(X, grads)
 
     @abstractmethod
     def get_params(self) -> Params:
@@ -104,17 +160,21 @@ class LanguageModel(ABC):
     def set_params(self, params: Params) -> None:
         """Load canonical parameters (and reset the optimizer state)."""
 
+    # -- the hooks a backend implements (inputs already checked) -----------------------
     @abstractmethod
-    def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
-        """Mean loss and canonical gradients for one batch from a zero state."""
+    def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats: ...
 
-    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
-        """Forward and backward (to the recurrent weights, of the outputs' sum) of the
-        recurrent layers alone on batch X's inputs from a zero state; returns that sum,
-        whose read is the sync, and with `grads` the canonical `rnn.*` gradients (read
-        after it, for the tests). No embedding gradient, dense layer, loss or update:
-        the micro-benchmarks' `recurrent` kind, which sets the framework's recurrent
-        kernels against the same ceiling as the whole training step."""
+    @abstractmethod
+    def _evaluate(self, batches: Iterable[Batch]) -> EpochStats: ...
+
+    @abstractmethod
+    def _predict(self, prefix_ids: list[int], num_preds: int) -> list[int]:
+        """`num_preds` >= 1 and a non-empty prefix of ids in range."""
+
+    @abstractmethod
+    def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]: ...
+
+    def _recurrent_pass(self, X: np.ndarray, grads: bool) -> tuple[float, Params | None]:
         raise NotImplementedError(f"{type(self).__name__} does not time its recurrent layers alone")
 
 
@@ -139,11 +199,22 @@ class Backend(ABC):
     def set_threads(self, threads: int) -> None:
         """Use `threads` intra-op threads (called once, before building models)."""
 
-    @abstractmethod
     def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
               params: Params | None = None, mode: str | None = None) -> LanguageModel:
         """A model for `spec`, on `device`, starting from `params` (canonical) or, when
-        None, from the framework's own initialisation."""
+        None, from the framework's own (seeded) initialisation, run in `mode` (default:
+        `default_mode`). Checks all three, then calls `_build`."""
+        mode = self.check_mode(mode)
+        dev = parse_device(device)
+        require_device(dev, self.devices(), self.framework)
+        if params is not None:
+            check_params(params, spec.model, vocab_size)
+        return self._build(spec, vocab_size, dev, params, mode)
+
+    @abstractmethod
+    def _build(self, spec: RunSpec, vocab_size: int, device: Device, params: Params | None,
+               mode: str) -> LanguageModel:
+        """The model, from checked arguments."""
 
     def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
         """Best-of float32 FLOP/s of an n x n matmul on `device`, synchronised: the

@@ -19,6 +19,7 @@ import numpy as np
 
 from common.params import Params, rnn_key
 from common.specs import ModelSpec
+from common.state import state_count, state_shape
 
 State = tuple[np.ndarray, ...]
 
@@ -37,9 +38,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def zero_state(model: ModelSpec, batch: int, dtype) -> State:
-    shape = (model.num_layers * model.num_directions, batch, model.num_hiddens)
-    count = 2 if model.cell == "lstm" else 1
-    return tuple(np.zeros(shape, dtype=dtype) for _ in range(count))
+    return tuple(np.zeros(state_shape(model, batch), dtype=dtype) for _ in range(state_count(model)))
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 The data folder is $RNNBENCH_DATA, else ../shared/data beside the repository; tests
 that need it skip (with the reason) only when neither exists.
+
+RNNBENCH_TEST_BACKENDS (e.g. `pytorch`, set per venv by `nox -s tests`): every backend
+named there must load, or the run fails before any test; see tests/contract/cases.py.
 """
 
 from __future__ import annotations
@@ -11,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from contract.cases import unloadable_required
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problems = unloadable_required()
+    if problems:
+        pytest.exit("RNNBENCH_TEST_BACKENDS names backends that cannot be tested here:\n  "
+                    + "\n  ".join(problems), returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 @pytest.fixture(autouse=True)

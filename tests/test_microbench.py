@@ -19,10 +19,8 @@ from benchmarks.micro.cases import (
     micro_spec,
     random_batch,
 )
-from common import reference
 from common.errors import BackendUnavailable
 from common.flops import forward_flops_per_token
-from common.params import init_params
 from common.specs import CELLS
 
 THREADS = 1  # as the backend tests: XLA fixes its thread count at the first load
@@ -91,33 +89,3 @@ def test_every_step_runs_once_and_reports_its_work(name):
     assert info["flops_s_median"] == pytest.approx(112000 * 3 * forward)
     assert extra_info(work, "generate", "cpu", None, None)["tokens_per_call"] == 1
     assert extra_info(work, "recurrent", "cpu", None, None)["tokens_per_call"] == 32 * 35
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("name", list(BACKENDS))
-def test_recurrent_pass_is_the_reference_stack_forward_and_backward(name, cell):
-    """The `recurrent` kind computes the sum of the top layer's outputs from a zero state
-    and its gradients to every recurrent weight, as the numpy reference does, in every
-    mode (inputs, state and layers wired as in training); a second call gives the same
-    (nothing was updated or accumulated)."""
-    work = _workload(name, cell)
-    X = work.batch[0]
-    params = init_params(work.spec.model, VOCAB_SIZE, 0)
-    want, want_grads = reference.recurrent_grads(reference_params(params), work.spec.model, X)
-    tops = reference.forward(reference_params(params), work.spec.model, X).tops
-    scale = np.abs(tops).sum()  # float32 sums of ~286k terms: compare on the terms' scale
-    assert set(want_grads) == {k for k in params if k.startswith("rnn.")}
-    for mode in work.backend.modes:
-        model = work.backend.build(work.spec, VOCAB_SIZE, "cpu", params, mode)
-        total, grads = model.recurrent_pass(X, grads=True)
-        assert abs(total - want) <= 1e-5 * scale, mode
-        assert set(grads) == set(want_grads), mode
-        assert max(reference.relative_error(grads[k], want_grads[k]) for k in want_grads) <= 1e-4, mode
-        again, grads_again = model.recurrent_pass(X, grads=True)
-        assert again == pytest.approx(total, rel=1e-6), mode
-        assert max(reference.relative_error(grads_again[k], grads[k]) for k in grads) <= 1e-6, mode
-        assert model.recurrent_pass(X) == (pytest.approx(total, rel=1e-6), None), mode
-
-
-def reference_params(params):
-    return {k: v.astype(np.float64) for k, v in params.items()}

@@ -11,10 +11,10 @@ import jaxlib
 import numpy as np
 import optax
 
-from backends.base import Backend, best_flops, parse_device, require_device
+from backends.base import Backend, Device, best_flops, parse_device, require_device
 from backends.jax_flax import _xla_env
 from backends.jax_flax.model import JaxModel
-from common.params import Params, check_params
+from common.params import Params
 from common.specs import RunSpec
 
 # mode -> (recurrence, lax.scan unroll factor = time steps per loop iteration). "scan" runs
@@ -74,13 +74,9 @@ class JaxBackend(Backend):
         require_device(dev, self.devices(), self.framework)
         return jax.devices("cpu")[0] if dev.kind == "cpu" else _gpus()[dev.index]
 
-    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
-              params: Params | None = None, mode: str | None = None) -> JaxModel:
-        mode = self.check_mode(mode)
-        jax_device = self._device(parse_device(device))
-        if params is not None:
-            check_params(params, spec.model, vocab_size)
-        return JaxModel(spec, vocab_size, jax_device, params, mode, *MODES[mode])
+    def _build(self, spec: RunSpec, vocab_size: int, device: Device, params: Params | None,
+               mode: str) -> JaxModel:
+        return JaxModel(spec, vocab_size, self._device(device), params, mode, *MODES[mode])
 
 
 BACKEND = JaxBackend()

@@ -27,6 +27,7 @@ from backends.jax_flax.recurrence import run_direction
 from backends.jax_flax.wavefront import run_stack
 from common.params import DIRECTIONS
 from common.specs import ModelSpec
+from common.state import state_count, state_shape
 
 State = tuple[jax.Array, ...]  # (h,) or (h, c), each (layers*directions, B, h)
 
@@ -176,5 +177,4 @@ class RNNLM(nn.Module):
 
 def zero_state(model: ModelSpec, batch: int, dtype) -> State:
     """Zeros shaped like `common.reference.zero_state`."""
-    shape = (model.num_layers * model.num_directions, batch, model.num_hiddens)
-    return tuple(jnp.zeros(shape, dtype) for _ in range(2 if model.cell == "lstm" else 1))
+    return tuple(jnp.zeros(state_shape(model, batch), dtype) for _ in range(state_count(model)))

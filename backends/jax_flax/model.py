@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from backends.base import Batch, EpochStats, LanguageModel
 from backends.jax_flax.cells import RNNLM
-from backends.jax_flax.steps import Compiled, make_optimizer
+from backends.jax_flax.steps import compiled
 from common.params import Params, check_params, param_shapes
 from common.specs import RunSpec
 
@@ -47,8 +47,8 @@ class JaxModel(LanguageModel):
         with self._context():
             self._dtype = jnp.float64 if self._x64 else jnp.float32
             self._net = RNNLM(spec.model, vocab_size, unroll, self._dtype, recurrence)
-            self._tx = make_optimizer(spec.train)
-            self.fns = Compiled(self._net, self._tx, spec, self._dtype)
+            self.fns = compiled(self._net, spec, self._dtype)
+            self._tx = self.fns.tx
             self._key = self._commit(jax.random.key(spec.train.seed))
             if params is None:
                 self._load(self._framework_init())
@@ -92,7 +92,7 @@ class JaxModel(LanguageModel):
         return jax.device_put(tuple(np.asarray(a, np.int32) for a in arrays), self.device)
 
     @_in_context
-    def train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
+    def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         batches = list(batches)
         carry = self._commit((self._params, self._opt_state, jnp.zeros((), self._dtype), self._key, None))
         for batch, Xs, Ys, count in self._chunks(batches, self._capacity["train"]):
@@ -103,7 +103,7 @@ class JaxModel(LanguageModel):
         return EpochStats(loss_sum, int(sum(X.size for X, _ in batches)))
 
     @_in_context
-    def evaluate(self, batches: Iterable[Batch]) -> EpochStats:
+    def _evaluate(self, batches: Iterable[Batch]) -> EpochStats:
         batches = list(batches)
         loss_sum, state = self._commit(jnp.zeros((), self._dtype)), None
         for batch, Xs, Ys, count in self._chunks(batches, self._capacity["eval"]):
@@ -141,14 +141,14 @@ class JaxModel(LanguageModel):
         return jax.device_put(tree, self.device)
 
     @_in_context
-    def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
+    def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
         loss, grads = self.fns.loss_and_grads(self._params, *self._put(X, Y))
         flat = flatten_dict(grads, sep=".")
         return float(loss), {name: np.array(jax.device_get(flat[name]), copy=True)
                              for name in param_shapes(self.spec.model, self.vocab_size)}
 
     @_in_context
-    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
+    def _recurrent_pass(self, X: np.ndarray, grads: bool) -> tuple[float, Params | None]:
         total, found = self.fns.recurrent_grads(self._params, *self._put(X))
         jax.block_until_ready(found)
         if not grads:
@@ -157,12 +157,8 @@ class JaxModel(LanguageModel):
                               for name, g in flatten_dict(found, sep=".").items()}
 
     @_in_context
-    def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:
+    def _predict(self, prefix_ids: list[int], num_preds: int) -> list[int]:
         """Greedy: feed the prefix a token at a time, then each argmax back in (one compile)."""
-        if len(prefix_ids) == 0:
-            raise ValueError("predict needs a non-empty prefix")
-        if num_preds <= 0:
-            return []
         state, step = self._commit(self.fns.zero_state(1)), self.fns.predict_step
         for token in prefix_ids:
             out, state = step(self._params, state, *self._put(np.array([[token]])))

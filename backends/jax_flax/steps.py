@@ -12,6 +12,7 @@ The loss is summed on the device; nothing here syncs with the host.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -52,6 +53,13 @@ def mean_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy over all tokens; logits (T, B, V), labels (T, B)."""
     picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
     return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - picked)
+
+
+@functools.lru_cache(maxsize=32)
+def compiled(net: RNNLM, spec: RunSpec, dtype: Any) -> Compiled:
+    """The jitted functions for a (network, spec, dtype), shared by every model built
+    alike in this process (they hold no state), so those compile once."""
+    return Compiled(net, make_optimizer(spec.train), spec, dtype)
 
 
 class Compiled:

@@ -12,7 +12,7 @@ from backends import base
 from backends.mxnet_gluon._framework import ENGINE, mx
 from backends.mxnet_gluon.model import BookModel, GluonModel
 from common.errors import SpecError
-from common.params import Params, check_params
+from common.params import Params
 from common.specs import RunSpec
 
 
@@ -82,16 +82,10 @@ class MXNetBackend(base.Backend):
     def device_name(self, device: str) -> str | None:
         return None  # MXNet has no API for a GPU's model name; the CPU model is read by the harness
 
-    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
-              params: Params | None = None, mode: str | None = None) -> base.LanguageModel:
-        mode = self.check_mode(mode)
-        dev = base.parse_device(device)
-        base.require_device(dev, self.devices(), self.framework)
-        ctx = _context(dev)
-        if params is not None:
-            check_params(params, spec.model, vocab_size)
+    def _build(self, spec: RunSpec, vocab_size: int, device: base.Device, params: Params | None,
+               mode: str) -> base.LanguageModel:
         model_class = BookModel if mode == "book" else GluonModel
-        return model_class(spec, vocab_size, ctx, params, mode)
+        return model_class(spec, vocab_size, _context(device), params, mode)
 
 
 def _context(dev: base.Device):

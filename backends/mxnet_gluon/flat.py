@@ -14,6 +14,7 @@ from __future__ import annotations
 from backends.mxnet_gluon._framework import gluon, mx, nd
 from common.params import layer_input_size, rnn_key
 from common.specs import ModelSpec
+from common.state import state_count, state_shape
 
 OP_MODES = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh"}
 
@@ -64,8 +65,8 @@ class FlatRNN(gluon.HybridBlock):
                                         init=_UniformWeightsZeroBiases(bias_start))
 
     def begin_state(self, batch_size: int, ctx, dtype: str) -> list:
-        shape = (self._m.num_layers * self._m.num_directions, batch_size, self._m.num_hiddens)
-        return [nd.zeros(shape, ctx=ctx, dtype=dtype) for _ in range(2 if self._m.cell == "lstm" else 1)]
+        shape = state_shape(self._m, batch_size)
+        return [nd.zeros(shape, ctx=ctx, dtype=dtype) for _ in range(state_count(self._m))]
 
     def hybrid_forward(self, F, inputs, states, flat):
         m = self._m

@@ -3,7 +3,7 @@ an epoch) and `BookModel` (d2l 0.17's own MXNet training loop)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -13,18 +13,6 @@ from backends.mxnet_gluon.nets import BookLoss, BookNet, LossNet, Net, rnn_param
 from backends.mxnet_gluon.optim import book_grad_clipping, make_trainer, make_update
 from common.params import Params, check_params, param_shapes
 from common.specs import RunSpec
-
-
-def check_batch(X: np.ndarray, Y: np.ndarray, vocab_size: int) -> None:
-    """Batches are int (B, T) pairs of ids below the vocabulary size (cheap, host-side):
-    MXNet itself would silently one-hot an out-of-range id to zeros."""
-    if X.ndim != 2 or X.shape != Y.shape:
-        raise ValueError(f"a batch must be two (batch, num_steps) arrays; got X {X.shape}, Y {Y.shape}")
-    if not (np.issubdtype(X.dtype, np.integer) and np.issubdtype(Y.dtype, np.integer)):
-        raise ValueError(f"batch token ids must be integers; got {X.dtype} and {Y.dtype}")
-    low, high = min(X.min(), Y.min()), max(X.max(), Y.max())
-    if low < 0 or high >= vocab_size:
-        raise ValueError(f"token ids must lie in [0, {vocab_size}); this batch has {low}..{high}")
 
 
 class Accumulator:
@@ -86,7 +74,6 @@ class GluonModel(base.LanguageModel):
 
     def _loss(self, X: np.ndarray, Y: np.ndarray, state: list):
         """Mean loss (a device scalar) and the new state."""
-        check_batch(X, Y, self.vocab_size)
         loss, *new_state = self.loss_net(self._ids(X), self._ids(Y), *state)
         return loss, new_state
 
@@ -101,7 +88,7 @@ class GluonModel(base.LanguageModel):
 
     # -- the interface
 
-    def train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
+    def _train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
         carry, grads = self.spec.train.carries_state, self._grads()
         total, tokens, state = nd.zeros((1,), ctx=self.ctx, dtype=np.float64), 0, None
         for X, Y in batches:
@@ -117,7 +104,7 @@ class GluonModel(base.LanguageModel):
         mx.nd.waitall()
         return base.EpochStats(loss_sum=float(total.asnumpy()[0]), tokens=int(tokens))
 
-    def evaluate(self, batches: Iterable[base.Batch]) -> base.EpochStats:
+    def _evaluate(self, batches: Iterable[base.Batch]) -> base.EpochStats:
         total, tokens, state = nd.zeros((1,), ctx=self.ctx, dtype=np.float64), 0, None
         for X, Y in batches:
             if state is None or not self.spec.train.carries_state:
@@ -128,14 +115,9 @@ class GluonModel(base.LanguageModel):
         mx.nd.waitall()
         return base.EpochStats(loss_sum=float(total.asnumpy()[0]), tokens=int(tokens))
 
-    def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:
+    def _predict(self, prefix_ids: list[int], num_preds: int) -> list[int]:
         """Greedy; the chosen ids stay on the device and are read once at the end."""
-        if len(prefix_ids) == 0:
-            raise ValueError("predict needs a non-empty prefix")
-        if num_preds <= 0:
-            return []
         prefix = np.asarray([prefix_ids], dtype=np.int32)
-        check_batch(prefix, prefix, self.vocab_size)
         last, state = self._last_logits(self._ids(prefix), self._zeros(1))
         chosen = [nd.argmax(last, axis=-1)]
         for _ in range(num_preds - 1):
@@ -143,7 +125,7 @@ class GluonModel(base.LanguageModel):
             chosen.append(nd.argmax(last, axis=-1))
         return [int(i) for i in nd.concat(*chosen, dim=0).asnumpy()]
 
-    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
+    def _recurrent_pass(self, X: np.ndarray, grads: bool) -> tuple[float, Params | None]:
         ids, net = nd.transpose(self._ids(X)), self.net
         xs = net.embed(ids) if net.embed is not None else nd.one_hot(ids, self.vocab_size, dtype=self.dtype)
         with autograd.record():
@@ -166,7 +148,7 @@ class GluonModel(base.LanguageModel):
     def _make_update(self) -> None:
         self.update = make_update(self.spec, self.net.collect_params())
 
-    def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
+    def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
         with autograd.record():
             loss, _ = self._loss(X, Y, self._zeros(X.shape[0]))
         loss.backward()
@@ -196,7 +178,6 @@ class BookModel(GluonModel):
         return nd.array(ids, ctx=self.ctx)  # float32, like d2l.tensor
 
     def _loss(self, X: np.ndarray, Y: np.ndarray, state: list):
-        check_batch(X, Y, self.vocab_size)
         y_hat, new_state = self.net(self._ids(X), state)
         return self.loss(y_hat, self._ids(Y).T.reshape((-1,))).mean(), new_state
 
@@ -204,10 +185,9 @@ class BookModel(GluonModel):
         out, new_state = self.net(ids, state)
         return out[-ids.shape[0]:], new_state
 
-    def train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
+    def _train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
         state, metric = None, Accumulator(2)  # loss sum, tokens
         for X, Y in batches:
-            check_batch(X, Y, self.vocab_size)
             if state is None or not self.spec.train.carries_state:
                 state = self.net.rnn.begin_state(batch_size=X.shape[0], ctx=self.ctx, dtype=self.dtype)
             else:  # the book writes `for s in state: s.detach()`, which discards the

@@ -10,6 +10,7 @@ from backends.mxnet_gluon._framework import gluon, mx, nd, nn, rnn
 from backends.mxnet_gluon.flat import FlatRNN
 from common.params import layer_input_size, rnn_key
 from common.specs import RunSpec
+from common.state import state_count, state_shape
 
 GLUON_DIRS = ("l", "r")  # Gluon's names for the forward/backward direction
 GLUON_TENSORS = {"w_ih": "i2h_weight", "w_hh": "h2h_weight", "b_ih": "i2h_bias", "b_hh": "h2h_bias"}
@@ -54,8 +55,8 @@ class LayerStack(gluon.HybridBlock):
                 self._layers.append(block)
 
     def begin_state(self, batch_size: int, ctx, dtype: str) -> list:
-        shape = (self._m.num_layers * self._m.num_directions, batch_size, self._m.num_hiddens)
-        return [nd.zeros(shape, ctx=ctx, dtype=dtype) for _ in range(2 if self._m.cell == "lstm" else 1)]
+        shape = state_shape(self._m, batch_size)
+        return [nd.zeros(shape, ctx=ctx, dtype=dtype) for _ in range(state_count(self._m))]
 
     def hybrid_forward(self, F, inputs, states):
         dirs, out, finals = self._m.num_directions, inputs, [[] for _ in states]
@@ -72,9 +73,10 @@ class LayerStack(gluon.HybridBlock):
 
 
 def recurrent_layer(spec: RunSpec, vocab_size: int, dtype: str, stacked: bool):
-    """The per-layer stack (see uses_native_rnn_kernel), else one fused multi-layer
-    layer on a single flat parameter buffer (FlatRNN: no per-step re-packing)."""
-    if stacked and spec.model.num_layers > 1:
+    """The per-layer stack (see uses_native_rnn_kernel; and with dropout, which MXNet's
+    fused CPU op ignores in training), else one fused multi-layer layer on a single
+    flat parameter buffer (FlatRNN: no per-step re-packing)."""
+    if (stacked or spec.model.dropout > 0) and spec.model.num_layers > 1:
         return LayerStack(spec, vocab_size, dtype)
     return FlatRNN(spec.model, vocab_size, dtype)
 

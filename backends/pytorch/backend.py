@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backends.base import Backend, best_flops, parse_device, require_device
+from backends.base import Backend, Device, best_flops, parse_device
 from backends.pytorch import recurrence
 from backends.pytorch.model import TorchModel
 from common.params import Params
@@ -61,15 +61,11 @@ class TorchBackend(Backend):
         dev = parse_device(device)
         return torch.cuda.get_device_name(dev.index) if dev.kind == "gpu" else None
 
-    def build(self, spec: RunSpec, vocab_size: int, device: str = "cpu",
-              params: Params | None = None, mode: str | None = None) -> TorchModel:
-        mode = self.check_mode(mode)
-        dev = parse_device(device)
-        require_device(dev, self.devices(), self.framework)
-        torch_device = _torch_device(dev)
+    def _build(self, spec: RunSpec, vocab_size: int, device: Device, params: Params | None,
+               mode: str) -> TorchModel:
         if params is None:
             torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
-        model = TorchModel(spec, vocab_size, torch_device, mode)
+        model = TorchModel(spec, vocab_size, _torch_device(device), mode)
         if params is not None:
             model.set_params(params)
         return model

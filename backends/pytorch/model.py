@@ -3,7 +3,7 @@ LanguageModel contract; the modes are described in the package docstring."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from backends.base import Batch, EpochStats, LanguageModel
 from backends.pytorch.recurrence import StackedRecurrent
 from common.params import DIRECTIONS, Params, check_params
 from common.specs import ModelSpec, RunSpec
+from common.state import state_count, state_shape
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -76,10 +77,8 @@ class TorchModel(LanguageModel):
 
     # -- state -------------------------------------------------------------------
     def _zero_state(self, batch: int):
-        m = self.spec.model
-        shape = (m.num_layers * m.num_directions, batch, m.num_hiddens)
-        h = torch.zeros(shape, device=self.device, dtype=self.dtype)
-        return (h, torch.zeros_like(h)) if m.cell == "lstm" else h
+        h = torch.zeros(state_shape(self.spec.model, batch), device=self.device, dtype=self.dtype)
+        return (h, torch.zeros_like(h)) if state_count(self.spec.model) == 2 else h
 
     def _next_state(self, state, batch: int):
         """Carry the previous batch's state (detached) or start from zeros."""
@@ -114,7 +113,7 @@ class TorchModel(LanguageModel):
             for p in params:
                 p.grad[:] *= self.spec.train.clip / norm
 
-    def train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
+    def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         self.net.train()
         book = self.mode == "book"
         total, tokens, book_total, state = torch.zeros((), device=self.device, dtype=torch.float64), 0, 0.0, None
@@ -135,7 +134,7 @@ class TorchModel(LanguageModel):
         return EpochStats(loss_sum, tokens)
 
     @torch.no_grad()
-    def evaluate(self, batches: Iterable[Batch]) -> EpochStats:
+    def _evaluate(self, batches: Iterable[Batch]) -> EpochStats:
         self.net.eval()
         total, tokens, state = torch.zeros((), device=self.device, dtype=torch.float64), 0, None
         for X, Y in batches:
@@ -147,9 +146,9 @@ class TorchModel(LanguageModel):
         return EpochStats(float(total), tokens)
 
     @torch.no_grad()
-    def predict(self, prefix_ids: Sequence[int], num_preds: int) -> list[int]:
+    def _predict(self, prefix_ids: list[int], num_preds: int) -> list[int]:
         self.net.eval()
-        X = torch.tensor([list(prefix_ids)], device=self.device)
+        X = torch.tensor([prefix_ids], device=self.device)
         logits, state = self.net(X, self._zero_state(1))
         out = [int(logits[-1, 0].argmax())]
         for _ in range(num_preds - 1):
@@ -157,7 +156,7 @@ class TorchModel(LanguageModel):
             out.append(int(logits[-1, 0].argmax()))
         return out
 
-    def recurrent_pass(self, X: np.ndarray, grads: bool = False) -> tuple[float, Params | None]:
+    def _recurrent_pass(self, X: np.ndarray, grads: bool) -> tuple[float, Params | None]:
         self.net.train()
         with torch.no_grad():
             x = self.net.inputs(self._to_device(X, X)[0])
@@ -187,7 +186,7 @@ class TorchModel(LanguageModel):
         self.net.load_state_dict(sd)
         self._make_optimizer()
 
-    def loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
+    def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
         self.net.train()
         self.net.zero_grad(set_to_none=True)
         X, y = self._to_device(X, Y)

@@ -1,0 +1,103 @@
+"""The one place the contract suite's cases come from: which backends are tested here
+(RNNBENCH_TEST_BACKENDS), their modes and cells, the small specs and batches.
+
+RNNBENCH_TEST_BACKENDS (comma-separated names, as einops' EINOPS_TEST_BACKENDS): the
+backends this run must test. Each one named must load, or the run fails at its start
+(tests/conftest.py); backends not named are skipped. Unset or empty: every backend
+that loads is tested and the others skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from backends import BACKENDS, load_backend
+from backends.base import Backend
+from common import reference
+from common.errors import BackendUnavailable
+from common.specs import CELLS, ModelSpec, RunSpec, TrainSpec
+
+VOCAB, BATCH, STEPS, HIDDEN = 7, 3, 5, 8
+DTYPES = ("float32", "float64")
+TOLERANCE = reference.PARITY_TOLERANCE
+THREADS = 1  # every test loads with one thread: XLA fixes its count at the first load
+
+_loaded: dict[str, Backend | str] = {}
+
+
+def required_backends() -> list[str]:
+    """The names in RNNBENCH_TEST_BACKENDS (empty when unset)."""
+    return [n.strip() for n in os.environ.get("RNNBENCH_TEST_BACKENDS", "").split(",") if n.strip()]
+
+
+def loaded(name: str) -> Backend | str:
+    """The backend, or why it is not tested here."""
+    if name not in _loaded:
+        required = required_backends()
+        if required and name not in required:
+            _loaded[name] = f"{name} is not in RNNBENCH_TEST_BACKENDS={','.join(required)}"
+        else:
+            try:
+                _loaded[name] = load_backend(name, threads=THREADS)
+            except BackendUnavailable as exc:
+                _loaded[name] = str(exc)
+    return _loaded[name]
+
+
+def unloadable_required() -> list[str]:
+    """One line per name in RNNBENCH_TEST_BACKENDS that is unknown or cannot load."""
+    problems = []
+    for name in required_backends():
+        if name not in BACKENDS:
+            problems.append(f"{name!r} is not a backend (choose from {', '.join(BACKENDS)})")
+        elif isinstance(reason := loaded(name), str):
+            problems.append(reason)
+    return problems
+
+
+def generate(metafunc: pytest.Metafunc) -> None:
+    """Parametrize a test over backend (x mode x cell, for those it asks for)."""
+    axes = [a for a in ("backend", "mode", "cell") if a in metafunc.fixturenames]
+    params = []
+    for name in BACKENDS:
+        backend = loaded(name)
+        if isinstance(backend, str):
+            params.append(pytest.param(*[name] + [None] * (len(axes) - 1), id=name,
+                                       marks=pytest.mark.skip(reason=backend)))
+            continue
+        for mode in backend.modes if "mode" in axes else [None]:
+            for cell in CELLS if "cell" in axes else [None]:
+                values = {"backend": backend, "mode": mode, "cell": cell}
+                ident = "-".join(v for v in (name, mode, cell) if v)
+                params.append(pytest.param(*[values[a] for a in axes], id=ident))
+    metafunc.parametrize(axes, params)
+
+
+def make_spec(cell="lstm", layers=2, dtype="float32", bidirectional=False, input="one_hot", dropout=0.0,
+              **train) -> RunSpec:
+    model = ModelSpec(cell=cell, num_layers=layers, num_hiddens=HIDDEN, bidirectional=bidirectional,
+                      input=input, embed_size=4 if input == "embedding" else 0, dropout=dropout)
+    defaults = dict(batch_size=BATCH, num_steps=STEPS, lr=1.0, clip=0.1, epochs=1, dtype=dtype)
+    return RunSpec(model=model, train=TrainSpec(**{**defaults, **train}))
+
+
+def batches(seed: int, count: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random inputs; targets follow from them (x+1 mod V), so training can learn."""
+    rng = np.random.RandomState(seed)
+    out = []
+    for _ in range(count):
+        X = rng.randint(0, VOCAB, (BATCH, STEPS)).astype(np.int32)
+        out.append((X, (X + 1) % VOCAB))
+    return out
+
+
+def as64(params):
+    return {k: v.astype(np.float64) for k, v in params.items()}
+
+
+def worst_error(got, want) -> float:
+    assert set(got) == set(want)
+    return max(reference.relative_error(got[k], want[k]) for k in want)

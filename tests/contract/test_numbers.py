@@ -1,0 +1,131 @@
+"""Every backend, mode and cell against the numpy reference (common/reference.py), in
+float32 and float64: loss and gradients, training epochs (state carried or reset,
+clipping on or off, SGD and Adam), evaluation, prediction and the recurrent layers alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common import reference
+from common.params import init_params
+from contract.cases import BATCH, DTYPES, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error
+
+STRUCTURES = {
+    "stack": {},
+    "single": dict(layers=1),
+    "bidirectional": dict(bidirectional=True),
+    "embedding": dict(layers=1, input="embedding"),
+}
+# one training epoch of six batches, each a variant of the contract's training loop
+TRAINING = {
+    "sequential": dict(sampling="sequential"),  # state carried (detached) across batches
+    "random": dict(sampling="random"),  # state reset every batch
+    "no-clip": dict(clip=0.0),
+    "adam": dict(optimizer="adam", lr=0.01),
+}
+TRAIN_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
+
+
+@pytest.mark.parametrize("dtype,structure", [(d, "stack") for d in DTYPES] + [("float32", s) for s in STRUCTURES][1:])
+def test_loss_and_grads_match_reference(backend, mode, cell, structure, dtype):
+    spec = make_spec(cell, dtype=dtype, **STRUCTURES[structure])
+    params = init_params(spec.model, VOCAB, seed=3, dtype=dtype)
+    model = backend.build(spec, VOCAB, "cpu", params, mode)
+    [(X, Y)] = batches(4)
+    loss, grads = model.loss_and_grads(X, Y)
+    ref_loss, ref_grads, _ = reference.loss_and_grads(as64(params), spec.model, X, Y)
+    assert abs(loss - ref_loss) / ref_loss <= TOLERANCE[dtype]
+    assert worst_error(grads, ref_grads) <= TOLERANCE[dtype]
+    assert all(g.dtype == np.dtype(dtype) for g in grads.values())
+
+
+def check_training(backend, mode, cell, variant, dtype):
+    """Mean loss of a six-batch epoch and the final parameters, against the reference's steps."""
+    spec = make_spec(cell, dtype=dtype, **TRAINING[variant])
+    params = init_params(spec.model, VOCAB, seed=9, dtype=dtype)
+    model = backend.build(spec, VOCAB, "cpu", params, mode)
+    data = batches(200, 6)
+    stats = model.train_epoch(data)
+    want, final = reference.train_trajectory(as64(params), spec.model, spec.train, data)
+    assert stats.tokens == 6 * BATCH * STEPS
+    assert abs(stats.loss_sum / stats.tokens - np.mean(want)) / np.mean(want) <= TRAIN_TOLERANCE[dtype]
+    got = model.get_params()
+    assert worst_error(got, final) <= 10 * TRAIN_TOLERANCE[dtype]
+    assert all(v.dtype == np.dtype(dtype) for v in got.values())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_training_epoch_tracks_reference(backend, mode, cell, dtype):
+    if mode == "compile" and dtype == "float64":
+        pytest.skip("torch.compile takes seconds per graph: float32 only")
+    check_training(backend, mode, cell, "sequential", dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(TRAINING)[1:])
+def test_training_variants_track_reference(backend, mode, variant, dtype):
+    """State reset per batch, no clipping, Adam: the loop around the cell, so the LSTM
+    stands for all three cells."""
+    if mode == "compile":
+        pytest.skip("torch.compile takes seconds per graph: its steps are `nn`'s")
+    check_training(backend, mode, "lstm", variant, dtype)
+
+
+def test_the_training_variants_differ():
+    """So a backend that ignored the carried state, the clip or the optimizer would fail above."""
+    params = init_params(make_spec().model, VOCAB, seed=9)
+    data = batches(200, 6)
+    finals = {}
+    for name, variant in TRAINING.items():
+        spec = make_spec(**variant)
+        finals[name] = reference.train_trajectory(as64(params), spec.model, spec.train, data)[1]
+        if name != "no-clip":  # the clip is active on the first step
+            _, grads, _ = reference.loss_and_grads(as64(params), spec.model, *data[0])
+            assert reference.clip_global_norm(grads, spec.train.clip)[1] > spec.train.clip
+    for a in TRAINING:
+        for b in TRAINING:
+            if a < b:
+                assert worst_error(finals[a], finals[b]) > 1e-3, (a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_evaluate_and_predict_match_reference(backend, mode, cell, dtype):
+    """Evaluation carries the state across batches as training does, and updates nothing;
+    greedy prediction is the reference's, every time."""
+    spec = make_spec(cell, dtype=dtype)
+    params = init_params(spec.model, VOCAB, seed=11, dtype=dtype)
+    model = backend.build(spec, VOCAB, "cpu", params, mode)
+    data = batches(12, 2)
+    stats = model.evaluate(data)
+    state, losses = None, []
+    for X, Y in data:
+        loss, _, state = reference.loss_and_grads(as64(params), spec.model, X, Y, state)
+        losses.append(loss)
+    assert stats.tokens == 2 * BATCH * STEPS
+    assert abs(stats.loss_sum / stats.tokens - np.mean(losses)) / np.mean(losses) <= TOLERANCE[dtype]
+    assert worst_error(model.get_params(), params) == 0  # no update
+    prefix = [1, 2, 3]
+    want = reference.predict(as64(params), spec.model, prefix, 10)
+    assert model.predict(prefix, 10) == want
+    assert model.predict(prefix, 10) == want  # deterministic: nothing carried between calls
+    assert model.predict(prefix, 1) == want[:1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_recurrent_pass_is_the_reference_stack_forward_and_backward(backend, mode, cell, dtype):
+    """The sum of the top layer's outputs from a zero state and its gradients to every
+    recurrent weight; a second call gives the same (nothing updated or accumulated)."""
+    spec = make_spec(cell, dtype=dtype)
+    params = init_params(spec.model, VOCAB, seed=0, dtype=dtype)
+    model = backend.build(spec, VOCAB, "cpu", params, mode)
+    [(X, _)] = batches(5)
+    want, want_grads = reference.recurrent_grads(as64(params), spec.model, X)
+    scale = np.abs(reference.forward(as64(params), spec.model, X).tops).sum()
+    total, grads = model.recurrent_pass(X, grads=True)
+    assert abs(total - want) <= TOLERANCE[dtype] * scale
+    assert worst_error(grads, want_grads) <= TOLERANCE[dtype]
+    again, grads_again = model.recurrent_pass(X, grads=True)
+    assert abs(again - total) <= TOLERANCE[dtype] * scale
+    assert worst_error(grads_again, grads) <= TOLERANCE[dtype]
+    assert model.recurrent_pass(X)[1] is None
