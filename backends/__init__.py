@@ -67,14 +67,3 @@ def load_backend(name: str, threads: int | None = None) -> Backend:
         _THREADS_SET[name] = threads
     return backend
 
-
-def available_backends() -> dict[str, str]:
-    """name -> 'ok' or the reason it cannot load, without raising."""
-    status = {}
-    for name in BACKENDS:
-        try:
-            load_backend(name)
-            status[name] = "ok"
-        except BackendUnavailable as exc:
-            status[name] = str(exc)
-    return status

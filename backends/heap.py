@@ -3,10 +3,8 @@
 A training step allocates and frees the same few-megabyte buffers (activations,
 gradients, per-step temporaries) every batch. glibc's malloc serves blocks above its
 mmap threshold with fresh `mmap`s and hands freed heap tops back (trim), so each batch
-pays a page fault per 4 KiB touched; a 2x256 GRU layer's forward and backward took
-~3,900 minor faults and ~6 ms of system time per call (28 ms wall, one thread).
-Raising both thresholds once per process keeps those pages: 14 faults and 0 ms
-system time for the same call. Applied to every backend alike (it is the process's
+pays a page fault per 4 KiB touched. Raising both thresholds once per process keeps
+those pages (figures in docs/performance.md). Applied to every backend alike (it is the process's
 allocator, not a framework setting) and recorded in each run's environment;
 `RNNBENCH_HEAP=default` leaves glibc's defaults (for an A/B of this setting).
 """

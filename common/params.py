@@ -17,7 +17,6 @@ from common.specs import ModelSpec
 
 Params = dict[str, np.ndarray]
 DIRECTIONS = ("fwd", "bwd")
-RNN_TENSORS = ("w_ih", "w_hh", "b_ih", "b_hh")
 
 
 def rnn_key(layer: int, direction: int, tensor: str) -> str:

@@ -8,10 +8,7 @@ the CPU affinity mask (XLA's `DefaultThreadPoolSize`); `OMP_NUM_THREADS` and
 
 Scheduler: `--xla_cpu_enable_concurrency_optimized_scheduler=false`. XLA:CPU's default
 schedule overlaps independent operations, which for this workload (matmuls that
-already use every thread) costs memory and time: with one compiled call per batch a
-d2l-deep-lstm epoch took ~300 ms instead of ~228 ms; with the chunked training loop
-the backend now uses, the gain is 0-7% (d2l-deep-gru ~806k -> ~866k tokens/s). A
-value the user already put in XLA_FLAGS wins.
+already use every thread) costs memory and time (docs/performance.md). A value the user already put in XLA_FLAGS wins.
 
 This module imports no JAX: the package runs it before the first `import jax`.
 """

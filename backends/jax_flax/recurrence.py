@@ -10,8 +10,7 @@ Why not plain autodiff: on XLA:CPU, `jax.grad` of the scan (a) accumulates
 `dW_hh += dgates_t^T h_t` inside the loop, a small matmul contracting over the batch
 axis of both operands, which XLA:CPU runs 2-4x slower than an ordinary one, plus a
 (G*h, h) read-modify-write per step; and (b) recomputes or stores many intermediate
-transcendentals. Measured on the d2l 2x256 LSTM (batch 32, 35 steps, one core) a
-training step went from ~60 ms to ~48 ms. The parity tests hold it to the numpy
+transcendentals (the written-out pass is ~20% faster: docs/performance.md). The parity tests hold it to the numpy
 reference (float64 to 1e-9).
 
 Gates use sigmoid(x) = (tanh(x/2) + 1) / 2, the reference's formula; for the LSTM all

@@ -15,23 +15,10 @@ active) are separate short scans, each with its own static set of active layers,
 no matmul or cell step is wasted; the steady part (all layers active) is one scan.
 
 Why: one loop of T+L-1 steps instead of L loops of T steps; wider matmuls per step;
-and no (T, B, G*h) input projection of the upper layers written and read back.
-Measured on this 2-core CPU, interleaved with the per-layer `scan` mode in one process
-(tokens/s, training): d2l-deep-lstm (LSTM 2x256, batch 32) ~37k -> ~48k, d2l-deep-gru
-(GRU 2x32, batch 1024) ~800k -> ~980k, quick-gru (GRU 2x256, batch 32) equal to +6%.
-Choices measured along the way (same method unless said):
-- one matmul per carry, not one block matmul over the concatenated carries
-  [h_0 | h_1] @ [[W_hh0^T, W_ih1^T, 0], [0, 0, W_hh1^T]]: that does 2x the flops and a
-  35-step forward scan took 12.1-12.5 ms against 8.1-8.4 ms;
-- the backward as two matmuls per carry, not one [da_h_k | da_x_{k+1}] @ [W_hh_k ;
-  W_ih_{k+1}]: equal within noise (d2l-deep-lstm 51.6k vs 50.7k, quick-gru 40.4k vs
-  41.2k, d2l-deep-gru 606k vs 573k), and it needs no per-step concatenation;
-- the fused forward matmul is worth it: 51.6k against 45.9k with two matmuls;
-- transposed weights made once outside the scans (a `w.T` inside the step body cost
-  a slower matmul each step), and the weight-gradient matmuls per scan segment (a
-  concatenation of the segments fused into `_tdot`'s transpose ran ~10x slower:
-  the whole mode was slower than `scan` until both were fixed);
-- no unrolling: unroll 2 -2%, 5 -17% on d2l-deep-lstm.
+and no (T, B, G*h) input projection of the upper layers written and read back. The
+choices below (one matmul per carry, two in the backward, transposed weights made once
+outside the scans, weight gradients per scan segment, no unrolling) were each measured
+against the alternatives: docs/performance.md.
 
 Not handled here (`cells.Stack` runs these per layer even in the "wavefront" mode):
 bidirectional stacks, dropout between layers, and single layers.

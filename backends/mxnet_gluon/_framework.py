@@ -27,12 +27,8 @@ def choose_engine() -> str:
 
     A CPU-only build runs each operator in the calling thread (`NaiveEngine`). MXNet's
     default engine hands every operator to a worker thread whose OpenMP team sleeps
-    between operators and is woken for the next one; on this 2-core VM that halved the
-    speed: `python -m benchmarks run --backend mxnet --preset d2l-deep-lstm --epochs 20`,
-    two rounds alternated, 31,054 / 26,762 tok/s with `MXNET_ENGINE_TYPE=
-    ThreadedEnginePerDevice` (the default) against 55,930 / 55,610 with `NaiveEngine`
-    (`OMP_WAIT_POLICY=ACTIVE`, which keeps the team spinning instead, recovered most of
-    it in a quick check). GRU (`quick-gru`) was unchanged. There is nothing to overlap on
+    between operators and is woken for the next one; on a small CPU that halved the
+    LSTM's speed (docs/performance.md). There is nothing to overlap on
     a CPU: the operators themselves are multi-threaded. A CUDA build keeps the
     threaded engine (the naive one would wait for the GPU after every operator), and a
     value the user set wins."""

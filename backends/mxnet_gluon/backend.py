@@ -71,7 +71,7 @@ class MXNetBackend(base.Backend):
 
     def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
         """The faster of MXNet's two float32 matmuls: `nd.dot` (OpenBLAS on the CPU) and
-        `nd.FullyConnected` (oneDNN, the library its recurrent kernels use; ~2x here)."""
+        `nd.FullyConnected` (oneDNN, the library its recurrent kernels use; the faster here)."""
         ctx = _context(base.parse_device(device))
         a, b = mx.nd.random.normal(shape=(n, n), ctx=ctx), mx.nd.random.normal(shape=(n, n), ctx=ctx)
         dot = base.best_flops(lambda: mx.nd.dot(a, b).wait_to_read(), 2 * n**3, repeats)

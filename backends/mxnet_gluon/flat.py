@@ -3,7 +3,7 @@ MXNet's fused `RNN` operator reads them, and canonical views into it.
 
 Why: Gluon's `rnn.LSTM`/`GRU`/`RNN` keep one Parameter per tensor and, on every call,
 concatenate them all into the operator's flat buffer (`_rnn_param_concat`) and split
-the gradient back: ~15% of a d2l-deep-lstm training step on CPU. Here the operator
+the gradient back, a sizeable share of a training step (docs/performance.md). Here the operator
 reads the Parameter itself, so a step does no re-packing; the trainer and clipping
 work on the flat buffer, and `FlatView`s (slices of it, no copies) give the canonical
 tensors to get/set parameters and read gradients.

@@ -82,9 +82,8 @@ def clip_scale(grads: list, clip: float):
 class ClippedSGD:
     """Plain float32 SGD with the clip folded into the learning rate: one
     `preloaded_multi_sgd_update` per step takes lr * scale as a device array, so the
-    gradients are never rescaled in place. Why: under MXNet's profiler, on
-    d2l-deep-lstm (830k parameters), rescaling them with `broadcast_mul` took 1.7 ms a
-    step, more than the update itself (0.7 ms). The result is the reference's
+    gradients are never rescaled in place. Why: rescaling them took longer than the
+    update itself (docs/performance.md). The result is the reference's
     w - lr * (scale * g) up to float32 rounding of lr * scale."""
 
     def __init__(self, params: list, lr: float, clip: float):

@@ -8,9 +8,8 @@ Modes:
 - `eager` (default): the loss is summed on the device and clipping scales by a device
   tensor, so a training step never waits for the host; one sync per epoch. On the
   CPU, GRU and RNN layers are `recurrence.StackedRecurrent` (PyTorch has no fused CPU
-  kernel for them; hand-written BPTT with oneDNN matmuls: a d2l-deep-lstm-shaped
-  training step, `nox -s microbench`, GRU 24.2 ms against `nn`'s 36.1, RNN 10.5 against
-  12.3); the LSTM is `nn.LSTM`, whose fused oneDNN kernel is the fastest thing PyTorch
+  kernel for them; hand-written BPTT with oneDNN matmuls, faster than `nn`'s: see
+  docs/performance.md); the LSTM is `nn.LSTM`, whose fused oneDNN kernel is the fastest thing PyTorch
   has for it.
 - `nn`: as `eager`, but always `nn.LSTM/GRU/RNN`: what the library alone gives.
 - `compile`: as `nn`, with the forward pass and loss under `torch.compile`

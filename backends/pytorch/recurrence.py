@@ -2,12 +2,11 @@
 
 Why: PyTorch has a fused CPU kernel (oneDNN) for the LSTM only. `nn.GRU`/`nn.RNN` on
 the CPU run cell by cell through autograd: every step's small matmuls go to MKL, which
-on this AMD CPU takes its AVX2 path (32x256 @ 256x768: ~80-90 us, ~150 GFLOP/s), and
+on AMD CPUs takes its AVX2 path (about half oneDNN's rate: docs/performance.md), and
 the backward accumulates `dW_hh` one step at a time. Here:
 - the per-step matmuls `h @ W_hh^T` (forward) and `da @ W_hh` (backward) go to oneDNN
-  through `torch.ops.mkldnn._linear_pointwise` with the weight packed once per call
-  (the same shape: ~45 us, ~270 GFLOP/s); the fused `add` post-op folds in the input
-  projection;
+  through `torch.ops.mkldnn._linear_pointwise` with the weight packed once per call;
+  the fused `add` post-op folds in the input projection;
 - the input projection of all time steps, the weight gradients and the input gradient
   are single large oneDNN matmuls over all T*B rows; the GRU's weight gradients read
   one transposed copy of the pre-activation gradients;
@@ -37,7 +36,7 @@ ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_li
 class PackedLinear:
     """`x @ w^T (+ bias) (+ other)` for a fixed weight `w` (out, in): oneDNN with `w` packed
     once (float32 on the CPU), else `addmm`. Built once per layer and call, then applied
-    every time step: packed, a 32x256 @ 256x768 step takes ~43 us, unpacked ~51 us."""
+    every time step, where packing pays (docs/performance.md)."""
 
     def __init__(self, w: torch.Tensor, bias: torch.Tensor | None = None, rows: int | None = None):
         self.bias = bias
@@ -65,7 +64,7 @@ def _rows_t(a: torch.Tensor) -> torch.Tensor:
 def _matmul_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """a @ b^T (+ bias) for contiguous (M, K) and (N, K), for the one-off products over
     all T*B rows: on oneDNN with `b` read as a plain weight (packing it costs more than
-    it saves once: 1.03 vs 0.95 ms for d2l-deep-lstm's input projection), else addmm."""
+    it saves once: docs/performance.md), else addmm."""
     if ONEDNN and a.device.type == "cpu" and a.dtype == torch.float32:
         return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
     return a @ b.t() if bias is None else torch.addmm(bias, a, b.t())

@@ -3,8 +3,10 @@ parameters, framework initialisation, dropout only in training, an honest clock.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -61,6 +63,11 @@ def test_out_of_range_and_misshapen_batches_are_refused(model):
     assert worst_error(model.get_params(), before) == 0  # nothing was trained on
     with pytest.raises(ValueError, match=RANGE):  # refused even after good batches
         model.train_epoch([(X, Y), (bad, Y)])
+
+
+def test_environment_names_the_framework_and_threads(backend):
+    env = backend.environment()
+    assert env["framework"] == backend.name and isinstance(env["threads"], int) and env["threads"] >= 1
 
 
 def test_unknown_mode_names_the_modes(backend):
@@ -140,11 +147,8 @@ def test_matmul_peak_is_synchronised(backend):
 def test_epoch_is_synchronised(backend):
     """train_epoch returns only when its work is done: reading the parameters right
     after it costs a fraction of the epoch (it would cost most of it otherwise)."""
-    import time
-
-    spec = make_spec("lstm", layers=2, sampling="random")
-    spec = type(spec)(model=type(spec.model)(cell="lstm", num_layers=2, num_hiddens=256),
-                      train=spec.train)
+    spec = make_spec("lstm", sampling="random")
+    spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, num_hiddens=256))
     model = backend.build(spec, VOCAB, "cpu", init_params(spec.model, VOCAB, seed=2))
     data = [(np.tile(X, (8, 7)), np.tile(Y, (8, 7))) for X, Y in batches(7, 4)]  # 24 x 35
     model.train_epoch(data)  # compile
