@@ -155,7 +155,7 @@ def bench(session: nox.Session) -> None:
 def campaign(session: nox.Session) -> None:
     """Run by `nox -s bench`: the campaign driver over the registered venvs, then the report."""
     install(session, "report")
-    pythons = [f"--python={path.name}={path.read_text().strip()}" for path in sorted(REGISTRY.glob("*"))]
+    pythons = [f"--python={b}={(REGISTRY / b).read_text().strip()}" for b in BACKENDS if (REGISTRY / b).is_file()]
     if not pythons:
         session.error("no backend venv could be built (see the pip output above); nothing to run")
     session.run("python", "-m", "benchmarks", "campaign", *pythons, *session.posargs, env=data_env(),

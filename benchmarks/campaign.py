@@ -17,6 +17,7 @@ Every record carries the campaign id; `report` and `compare` never pool campaign
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -240,6 +241,9 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
     if not todo:
         raise PlanError(f"nothing to run for {' '.join(rest) or 'the default suite'}")
     cid = opts.campaign or new_campaign_id()
+    busy = machine_busy()
+    if busy:
+        print(f"warning: {busy}", file=sys.stderr, flush=True)
     say(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
         f"records in {opts.results}")
     children, peaked = [], set()
@@ -256,6 +260,17 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
     if not children:
         raise RnnbenchError("no contender could start (see the reasons above)")
     return finish(cid, opts)
+
+
+def machine_busy() -> str | None:
+    """Say so when other work is running: frameworks whose threads spin (OpenMP) can
+    lose 10x under contention while others lose little, so a loaded machine changes
+    the ranking itself, not just the noise."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        return (f"the machine is busy (load average {load:.1f} on {cores} cores): close other programs, or the "
+                "ranking will measure the contention")
+    return None
 
 
 def finish(cid: str, opts: argparse.Namespace) -> int:

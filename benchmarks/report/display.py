@@ -212,6 +212,7 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
                                 zip(rows["ratio"], rows["ratio_lo"], rows["ratio_hi"], strict=True)],
         "verdict": rows["verdict"], "rounds": rows["rounds_timed"].map(str),
         "utilisation": rows["utilisation"].map(percent),
+        "warm-up s": rows["warmup_s"].map(secs),
         "final ppl": rows["final_ppl"].map(ppl),
         "target": [target(t, ok) for t, ok in zip(rows["target"], rows["reached_target"], strict=True)],
     })

@@ -34,7 +34,8 @@ METHOD = (
     "with a 95% interval from a paired t-test on the logarithms (scipy.stats.ttest_1samp). Verdict: `slower` when "
     f"that interval lies wholly below 1 and the ratio is below {1 - MIN_EFFECT:.2f}; `tie` otherwise; `fastest` "
     "only for a top row that every other row is `slower` than. A row that did not finish (`diverged`, `error`, "
-    "`interrupted`) is never fastest. Numbers from different campaigns are never compared here; "
+    "`interrupted`) is never fastest. The fastest row is the one with the highest geometric mean over rounds, "
+    "the ranking the paired ratios agree with. Numbers from different campaigns are never compared here; "
     "`python -m benchmarks compare BASE NEW` does that, with a 10% minimum effect.")
 
 
@@ -116,7 +117,7 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
     ok = out[out["status"].eq("ok") & out["tok_s"].notna()]
     if ok.empty:
         return out.assign(ratio=math.nan, ratio_lo=math.nan, ratio_hi=math.nan, verdict=out["status"])
-    best = ok["tok_s"].idxmax()
+    best = max(ok.index, key=lambda i: _geomean(series[i]))  # the ranking the paired ratios agree with
     ratios = {i: paired_ratio(series[i], series[best]) if i != best else (1.0, 1.0, 1.0, len(series[i]))
               for i in out.index}
     out["ratio"] = [ratios[i][0] for i in out.index]
@@ -127,6 +128,10 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
     verdicts[best] = "fastest" if all(v == "slower" for v in others) else "tie"
     out["verdict"] = [verdicts[i] for i in out.index]
     return out
+
+
+def _geomean(values: pd.Series) -> float:
+    return float(np.exp(np.log(values.to_numpy()).mean())) if len(values) else -math.inf
 
 
 def _rate_series(rates: pd.DataFrame, row: pd.Series) -> pd.Series:

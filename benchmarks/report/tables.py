@@ -328,7 +328,7 @@ def headline_rows(runs: pd.DataFrame) -> pd.DataFrame:
     out["target"] = [(r["book"] or {}).get("target_ppl") for _, r in out.iterrows()]
     out["reached_target"] = [_reached(r["final_ppl"], t) for t, (_, r) in
                              zip(out["target"], out.iterrows(), strict=True)]
-    return out.sort_values(["group", "tok_s"], ascending=[True, False]).reset_index(drop=True)
+    return out.sort_values(["group", "ratio", "tok_s"], ascending=[True, False, False]).reset_index(drop=True)
 
 
 def _reached(value: float, target: float | None) -> bool | None:
