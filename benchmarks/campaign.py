@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,14 +81,24 @@ class Child:
         self.finished = True
         return "exit"
 
-    def go(self) -> None:
-        self.proc.stdin.write(f"{pipe.PREFIX} go\n")
-        self.proc.stdin.flush()
+    def go(self) -> bool:
+        """Let the child train its next round; False when it is gone (e.g. stopped by Ctrl-C)."""
+        try:
+            self.proc.stdin.write(f"{pipe.PREFIX} go\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.proc.wait()
+            self.finished = True
+            return False
+        return True
 
     def stop(self) -> None:
         """Close the pipe (the child records itself as interrupted) and wait a while."""
         try:
-            self.proc.stdin.close()
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
             self.proc.wait(timeout=60)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
@@ -149,8 +160,8 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
         total = max((c.rounds for c in children), default=0)
         for r in range(1, total + 1):
             for child in rotation([c for c in children if not c.finished], r):
-                child.go()
-                child.wait_message()
+                if child.go():
+                    child.wait_message()
             rates = " · ".join(f"{c.contender.label} {c.rates[r - 1]:,.0f}" for c in children if len(c.rates) >= r)
             say(f"  [{name}] round {r}/{total}: {rates} tok/s")
     finally:
@@ -223,8 +234,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return p.parse_known_args(argv)
 
 
+def _stop(signum, _frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     opts, rest = parse_args(sys.argv[1:] if argv is None else argv)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both stop the campaign; each child records itself
+        signal.signal(sig, _stop)
     try:
         return campaign(opts, rest)
     except (RnnbenchError, PlanError) as exc:
