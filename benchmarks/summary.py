@@ -27,9 +27,10 @@ def describe_run(record: dict) -> str:
                           f"peak memory {_fmt(s['peak_rss_mb'], ',.0f')} MiB)"),
     ]
     if s.get("utilisation") is not None:
+        share = s["utilisation"]
+        what = f"{100 * share:.0f}%" if share <= 1 else "over 100%: a measurement error, not utilisation"
         rows.append(("utilisation", f"{s['achieved_flops'] / 1e9:,.1f} GFLOP/s of a "
-                                    f"{s['peak_flops'] / 1e9:,.1f} GFLOP/s "
-                                    f"matmul peak ({100 * s['utilisation']:.0f}%)"))
+                                    f"{s['peak_flops'] / 1e9:,.1f} GFLOP/s matmul peak ({what})"))
     if s.get("target_ppl") is not None:
         rows.append(("time to target", f"{_fmt(s['time_to_target_s'], '.1f')} s to ppl <= {s['target_ppl']}"))
     rows += [(f"sample '{k}'", v) for k, v in record["samples"].items()]

@@ -188,3 +188,13 @@ def test_a_nameless_or_repeated_record_is_not_a_row(tmp_path):
     table = pd.read_csv(tmp_path / "out" / "throughput.csv")
     assert sorted(table["backend"]) == ["jax", "pytorch"]
     assert table.loc[table["backend"] == "pytorch", "runs"].item() == "1 ok"
+
+
+def test_utilisation_above_the_ceiling_is_flagged_not_printed(tmp_path):
+    over = record("pytorch", "c1", noisy(50_000, 0.01, 1))
+    over["summary"]["peak_flops"] = 1e9  # 1e6 FLOPs/token x 50,000 tok/s = 5e10 FLOP/s: 50x this peak
+    runs = write(tmp_path / "runs", over)
+    [row] = headline(tmp_path, runs)["rows"]
+    assert row["utilisation"] is None and "measurement error" in row["utilisation_flag"]
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "over 100%: measurement error" in text and "5000%" not in text and "4999%" not in text

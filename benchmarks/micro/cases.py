@@ -16,7 +16,7 @@ import numpy as np
 from backends import BACKENDS, load_backend
 from backends.base import Backend, LanguageModel
 from common.errors import BackendUnavailable
-from common.flops import forward_flops_per_token, recurrent_forward_flops_per_token, train_flops_per_token
+from common.flops import forward_flops_per_token, recurrent_train_flops_per_token, train_flops_per_token
 from common.params import init_params
 from common.specs import CELLS, RunSpec, load_preset
 
@@ -115,10 +115,11 @@ class Workload:
         return 1 if kind == "generate" else self.batch[0].size
 
     def flops_per_token(self, kind: str) -> int:
-        """Model FLOPs per token (common.flops): train = 3 x forward, recurrent = 3 x the
-        recurrent layers' forward, generation = forward."""
+        """Model FLOPs per token (common.flops): training and the recurrent layers alone
+        count forward, weight-gradient and needed input-gradient products; generation
+        the forward ones."""
         if kind == "recurrent":
-            return 3 * recurrent_forward_flops_per_token(self.spec.model, self.vocab_size)
+            return recurrent_train_flops_per_token(self.spec.model, self.vocab_size)
         fn = train_flops_per_token if kind == "train" else forward_flops_per_token
         return fn(self.spec.model, self.vocab_size)
 

@@ -53,11 +53,14 @@ HOW_TO_READ = (
     "and failed runs keep their status and never count as the fastest. `vs fastest` is tokens/sec over the "
     "fastest `ok` row of the group.")
 UTILISATION = (
-    "Utilisation: `GFLOP/s` is the model's training FLOPs per token (common.flops: forward = the sum over layers of "
-    "2·G·h·(in + h), plus 2·V·h for the output layer, with G gate blocks (LSTM 4, GRU 3, RNN 1), h hidden units, "
-    "in the layer's input width (V for one-hot) and V the vocabulary; training = 3 × forward) × the median tokens/sec. "
-    "`own peak` is the float32 matmul FLOP/s (4096², best of 3) the run measured in its own framework just before "
-    "training; `of ceiling` = GFLOP/s ÷ the machine's ceiling, the best `own peak` of any framework in the group.")
+    "Utilisation: `GFLOP/s` is the model's training FLOPs per token × the median tokens/sec. The FLOPs count the "
+    "products the model needs (common.flops, the MFU convention of PaLM's appendix B): forward = the sum over "
+    "layers of 2·G·h·(in + h), plus 2·V·h for the output layer (G gate blocks: LSTM 4, GRU 3, RNN 1; h hidden "
+    "units; in the layer's input width, V for one-hot; V the vocabulary); training = the forward products, their "
+    "weight gradients and their input gradients, less the first layer's input gradient for one-hot input, which "
+    "nothing needs: 3 × forward − 2·G·h·V. `own peak` is the float32 matmul FLOP/s (4096², best of 3) the run "
+    "measured in its own framework just before training; `of ceiling` = GFLOP/s ÷ the best `own peak` of any "
+    "framework in the group. Above 100% is flagged as a measurement error, never printed as utilisation.")
 
 
 def _intro(runs: pd.DataFrame, results_dir: Path, since: str | None, commit: str | None,
@@ -164,8 +167,8 @@ def _micro_blocks(table: pd.DataFrame, folder: Path) -> list[tuple]:
              "(`recurrent`: the same batch, no output layer, loss or update) and one greedy generation step (one "
              "token) per backend, cell and mode at d2l-deep-lstm's shape (2 × 256, one-hot over 28 characters), "
              "each call ending with the device finished. tok/s = tokens per call ÷ median time; GFLOP/s = tok/s × "
-             "model FLOPs per token (training 3 × forward, `recurrent` 3 × the recurrent layers' forward, "
-             "generation forward only); `of ceiling` against the best float32 matmul peak the files measured; "
+             "model FLOPs per token (as in section 1: training and `recurrent` count forward, weight-gradient and "
+             "needed input-gradient products, generation forward only); `of ceiling` against the best float32 matmul peak the files measured; "
              "`vs fastest` within the same step and cell.")]
     if table.empty:
         return blocks + [("p", "No micro-benchmark results.")]

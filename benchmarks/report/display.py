@@ -78,6 +78,16 @@ def percent(x: Any) -> str:
     return DASH if _bad(x) else f"{100 * x:.0f}%"
 
 
+OVER_CEILING = "over 100%: measurement error"
+
+
+def share(x: Any) -> str:
+    """A fraction of the ceiling; above 1 it cannot be utilisation, so it is flagged."""
+    if _bad(x):
+        return DASH
+    return OVER_CEILING if x > 1.0 + 1e-9 else percent(x)
+
+
 def millis(x: Any) -> str:
     """Seconds as milliseconds, with three significant digits below 10 ms."""
     if _bad(x):
@@ -107,7 +117,7 @@ def throughput(table: pd.DataFrame) -> pd.DataFrame:
         "tok/s (median)": table["tok_s_median"].map(rate),
         "tok/s min–max": both(table, "tok_s_min", "tok_s_max", spread),
         "tok/s IQR": table["tok_s_iqr"].map(rate), "GFLOP/s": table["achieved_flops"].map(gflops),
-        "own peak GFLOP/s": table["peak_flops"].map(gflops), "of ceiling": table["of_ceiling"].map(percent),
+        "own peak GFLOP/s": table["peak_flops"].map(gflops), "of ceiling": table["of_ceiling"].map(share),
         "warm-up s": table["warmup_s"].map(secs),
         "train ppl": table["final_train_ppl"].map(ppl), "val ppl": table["final_val_ppl"].map(ppl),
         "peak MB": table["peak_rss_mb"].map(rate), "vs fastest": table["vs_fastest"].map(ratio),
@@ -185,8 +195,8 @@ def scaling(points: pd.DataFrame, axis: str) -> pd.DataFrame:
 def _tok_cell(row: pd.Series) -> str:
     if row["status"] != "ok":
         return f"{rate(row['tok_s_median'])} ({row['status']})"
-    share = percent(row["of_ceiling"])
-    return rate(row["tok_s_median"]) + ("" if share == DASH else f" ({share})")
+    part = share(row["of_ceiling"])
+    return rate(row["tok_s_median"]) + ("" if part == DASH else f" ({part})")
 
 
 def micro(table: pd.DataFrame) -> pd.DataFrame:
@@ -196,7 +206,7 @@ def micro(table: pd.DataFrame) -> pd.DataFrame:
         "mode": both(table, "mode", "mode_default", mode),
         "median ms": table["median_s"].map(millis), "min ms": table["min_s"].map(millis),
         "tokens/call": table["tokens_per_call"].astype(str), "tok/s": table["tok_s"].map(rate),
-        "GFLOP/s": table["flops_s"].map(gflops), "of ceiling": table["of_ceiling"].map(percent),
+        "GFLOP/s": table["flops_s"].map(gflops), "of ceiling": table["of_ceiling"].map(share),
         "vs fastest": table["vs_fastest"].map(ratio),
         "rounds": table["rounds"].astype(str),
     })
@@ -211,7 +221,7 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
         "vs fastest [95% CI]": [ratio_ci(r, lo, hi) for r, lo, hi in
                                 zip(rows["ratio"], rows["ratio_lo"], rows["ratio_hi"], strict=True)],
         "verdict": rows["verdict"], "rounds": rows["rounds_timed"].map(str),
-        "utilisation": rows["utilisation"].map(percent),
+        "utilisation": rows["utilisation"].map(share),
         "warm-up s": rows["warmup_s"].map(secs),
         "final ppl": rows["final_ppl"].map(ppl),
         "target": [target(t, ok) for t, ok in zip(rows["target"], rows["reached_target"], strict=True)],

@@ -297,8 +297,8 @@ def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_FIELDS = ["preset", "backend", "mode", "contender", "threads", "tok_s", "tok_s_ci", "rounds",
-                  "ratio_to_fastest", "ratio_ci", "verdict", "utilisation", "final_ppl", "metric", "target_ppl",
-                  "reached_target", "status"]
+                  "ratio_to_fastest", "ratio_ci", "verdict", "utilisation", "utilisation_flag", "final_ppl", "metric",
+                  "target_ppl", "reached_target", "status"]
 
 
 def campaigns_by_time(runs: pd.DataFrame) -> list[str]:
@@ -365,11 +365,18 @@ def _clean(x):
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
+def _over(share: float | None) -> bool:
+    """Above 100% of the ceiling is a measurement error, never utilisation."""
+    return share is not None and not math.isnan(share) and share > 1.0 + 1e-9
+
+
 def _summary_row(r: pd.Series) -> dict:
     row = {"preset": r["preset_label"], "backend": r["backend"], "mode": r["mode"], "contender": r["contender"],
            "threads": int(r["threads"]), "tok_s": r["tok_s"], "tok_s_ci": [r["tok_s_lo"], r["tok_s_hi"]],
            "rounds": int(r["rounds_timed"]), "ratio_to_fastest": r["ratio"], "ratio_ci": [r["ratio_lo"], r["ratio_hi"]],
-           "verdict": r["verdict"], "utilisation": r["utilisation"], "final_ppl": r["final_ppl"],
+           "verdict": r["verdict"],
+           "utilisation": None if _over(r["utilisation"]) else r["utilisation"],
+           "utilisation_flag": "over 100% of the ceiling: measurement error" if _over(r["utilisation"]) else None, "final_ppl": r["final_ppl"],
            "metric": r["metric"], "target_ppl": r["target"], "reached_target": r["reached_target"],
            "status": r["status"]}
     return {k: row[k] for k in SUMMARY_FIELDS}
