@@ -137,3 +137,38 @@ def test_a_real_run_carries_its_campaign(tmp_path, data_dir):
     env = record["env"]
     assert set(env["git"]) == {"commit", "dirty"} and env["fingerprint"]["cores"] >= 1
     assert len(env["fingerprint"]["id"]) == 10
+
+
+SLOW_RUN = textwrap.dedent("""\
+    #!{python}
+    # A run whose first round never ends by itself: it waits until the driver closes the pipe.
+    import sys
+    print("@rnnbench ready rounds=3", flush=True)
+    sys.stdin.readline()  # the first `go`
+    open({log!r}, "a").write("training\\n")
+    if sys.stdin.readline() == "":  # EOF: the driver is gone
+        open({log!r}, "a").write("pipe closed\\n")
+        sys.exit(130)
+""")
+
+
+def test_ctrl_c_stops_the_driver_and_closes_every_pipe(tmp_path):
+    """SIGINT to the driver alone: it exits 130 and closes the pipes, so each waiting
+    child sees the driver gone (a real run then records itself as interrupted)."""
+    import signal
+    import time
+
+    log, slow = tmp_path / "order.log", tmp_path / "slow-python"
+    slow.write_text(SLOW_RUN.format(python=sys.executable, log=str(log)))
+    slow.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", "campaign", "--no-report", "--results",
+                             str(tmp_path / "runs"), f"--python=pytorch={slow}", "--preset", "smoke"],
+                            cwd=Path(camp.REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if log.exists():
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted: the records written so far are kept" in out
+    assert log.read_text().split("\n")[:2] == ["training", "pipe closed"]
