@@ -55,6 +55,8 @@ def parse_device(text: str) -> Device:
     if not match:
         raise DeviceUnavailable(f"device {text!r} is not understood; use cpu or gpu:N (e.g. gpu:0)")
     kind = "cpu" if match.group(1) == "cpu" else "gpu"
+    if kind == "cpu" and int(match.group(2) or 0) != 0:
+        raise DeviceUnavailable(f"device {text!r}: the CPU is one device, `cpu` (threads are set with --threads)")
     return Device(kind, int(match.group(2) or 0))
 
 

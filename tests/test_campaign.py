@@ -172,3 +172,12 @@ def test_ctrl_c_stops_the_driver_and_closes_every_pipe(tmp_path):
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted: the records written so far are kept" in out
     assert log.read_text().split("\n")[:2] == ["training", "pipe closed"]
+
+
+def test_a_cpu_index_is_refused():
+    from backends.base import parse_device
+    from common.errors import DeviceUnavailable
+
+    assert parse_device("cpu:0").index == 0 and parse_device("gpu:1").index == 1
+    with pytest.raises(DeviceUnavailable, match="the CPU is one device"):
+        parse_device("cpu:3")
