@@ -59,8 +59,11 @@ def unloadable_required() -> list[str]:
 
 
 def generate(metafunc: pytest.Metafunc) -> None:
-    """Parametrize a test over backend (x mode x cell, for those it asks for)."""
+    """Parametrize a test over backend (x mode x cell, for those it asks for). Marked
+    `every_path`, a test gets every cell in the default mode and the LSTM in the others:
+    every code path (the cells differ only in the default modes), not every pair."""
     axes = [a for a in ("backend", "mode", "cell") if a in metafunc.fixturenames]
+    every_path = metafunc.definition.get_closest_marker("every_path") is not None
     params = []
     for name in BACKENDS:
         backend = loaded(name)
@@ -70,6 +73,8 @@ def generate(metafunc: pytest.Metafunc) -> None:
             continue
         for mode in backend.modes if "mode" in axes else [None]:
             for cell in CELLS if "cell" in axes else [None]:
+                if every_path and mode not in (None, backend.default_mode) and cell not in (None, "lstm"):
+                    continue
                 values = {"backend": backend, "mode": mode, "cell": cell}
                 ident = "-".join(v for v in (name, mode, cell) if v)
                 params.append(pytest.param(*[values[a] for a in axes], id=ident))

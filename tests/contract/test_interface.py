@@ -121,6 +121,7 @@ def test_framework_init_is_canonical_seeded_and_trains(backend):
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.every_path
 def test_dropout_applies_in_training_and_not_in_evaluation(backend, mode, cell):
     """At (practically) fixed parameters, lr 1e-9: evaluation is the reference's loss
     without dropout, every time; a training step's loss (taken before its update) is not."""

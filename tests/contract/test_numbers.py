@@ -27,8 +27,19 @@ TRAINING = {
 TRAIN_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
-@pytest.mark.parametrize("dtype,structure", [(d, "stack") for d in DTYPES] + [("float32", s) for s in STRUCTURES][1:])
-def test_loss_and_grads_match_reference(backend, mode, cell, structure, dtype):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loss_and_grads_match_reference(backend, mode, cell, dtype):
+    check_loss_and_grads(backend, mode, cell, "stack", dtype)
+
+
+@pytest.mark.parametrize("structure", list(STRUCTURES)[1:])
+def test_other_structures_match_reference(backend, mode, structure):
+    """Single layers, bidirectional stacks and embedded inputs: plumbing around the cell,
+    so the GRU stands for all three cells."""
+    check_loss_and_grads(backend, mode, "gru", structure, "float32")
+
+
+def check_loss_and_grads(backend, mode, cell, structure, dtype):
     spec = make_spec(cell, dtype=dtype, **STRUCTURES[structure])
     params = init_params(spec.model, VOCAB, seed=3, dtype=dtype)
     model = backend.build(spec, VOCAB, "cpu", params, mode)
@@ -62,8 +73,8 @@ def test_training_epoch_tracks_reference(backend, mode, cell, dtype):
     check_training(backend, mode, cell, "sequential", dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", list(TRAINING)[1:])
+@pytest.mark.parametrize("variant,dtype", [("random", "float32"), ("no-clip", "float32"), ("adam", "float32"),
+                                           ("adam", "float64")])
 def test_training_variants_track_reference(backend, mode, variant, dtype):
     """State reset per batch, no clipping, Adam: the loop around the cell, so the LSTM
     stands for all three cells."""
