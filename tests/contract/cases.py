@@ -1,10 +1,9 @@
 """The one place the contract suite's cases come from: which backends are tested here
 (RNNBENCH_TEST_BACKENDS), their modes and cells, the small specs and batches.
 
-RNNBENCH_TEST_BACKENDS (comma-separated names, as einops' EINOPS_TEST_BACKENDS): the
-backends this run must test. Each one named must load, or the run fails at its start
-(tests/conftest.py); backends not named are skipped. Unset or empty: every backend
-that loads is tested and the others skip with the reason.
+RNNBENCH_TEST_BACKENDS (comma-separated, as einops' EINOPS_TEST_BACKENDS): the backends
+this run must test; one that cannot load fails the run at its start (tests/conftest.py),
+the others skip. Unset or empty: every backend that loads is tested, the others skip.
 """
 
 from __future__ import annotations
@@ -92,11 +91,8 @@ def make_spec(cell="lstm", layers=2, dtype="float32", bidirectional=False, input
 def batches(seed: int, count: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
     """Random inputs; targets follow from them (x+1 mod V), so training can learn."""
     rng = np.random.RandomState(seed)
-    out = []
-    for _ in range(count):
-        X = rng.randint(0, VOCAB, (BATCH, STEPS)).astype(np.int32)
-        out.append((X, (X + 1) % VOCAB))
-    return out
+    return [(X, (X + 1) % VOCAB) for X in (rng.randint(0, VOCAB, (BATCH, STEPS)).astype(np.int32)
+                                           for _ in range(count))]
 
 
 def as64(params):

@@ -11,19 +11,11 @@ from common import reference
 from common.params import init_params
 from contract.cases import BATCH, DTYPES, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error
 
-STRUCTURES = {
-    "stack": {},
-    "single": dict(layers=1),
-    "bidirectional": dict(bidirectional=True),
-    "embedding": dict(layers=1, input="embedding"),
-}
-# one training epoch of six batches, each a variant of the contract's training loop
-TRAINING = {
-    "sequential": dict(sampling="sequential"),  # state carried (detached) across batches
-    "random": dict(sampling="random"),  # state reset every batch
-    "no-clip": dict(clip=0.0),
-    "adam": dict(optimizer="adam", lr=0.01),
-}
+STRUCTURES = {"stack": {}, "single": dict(layers=1), "bidirectional": dict(bidirectional=True),
+              "embedding": dict(layers=1, input="embedding")}
+# variants of the training loop: state carried (detached) across batches or reset every batch, ...
+TRAINING = {"sequential": dict(sampling="sequential"), "random": dict(sampling="random"),
+            "no-clip": dict(clip=0.0), "adam": dict(optimizer="adam", lr=0.01)}
 TRAIN_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
