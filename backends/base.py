@@ -182,11 +182,15 @@ class LanguageModel(ABC):
 
 class Backend(ABC):
     """One framework. Subclasses import their framework at module level; the registry
-    in `backends/__init__.py` imports them only when asked for by name."""
+    in `backends/__init__.py` imports them only when asked for by name.
+
+    Modes, one convention in every backend: its backend.py has a table `MODES`, mode
+    name -> a frozen `Mode` of that mode's settings; `_build` hands the model the row,
+    and model code reads the settings, never the mode's name."""
 
     name: str
     framework: str
-    modes: tuple[str, ...]
+    modes: tuple[str, ...]  # tuple(MODES) of the backend's backend.py
     default_mode: str
 
     @abstractmethod

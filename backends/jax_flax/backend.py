@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import flax
@@ -17,11 +18,17 @@ from backends.jax_flax.model import JaxModel
 from common.params import Params
 from common.specs import RunSpec
 
-# mode -> (recurrence, lax.scan unroll factor = time steps per loop iteration). "scan" runs
-# each layer as its own scan; "wavefront" (the default) the whole stack as one scan
-# (`wavefront.py`), and stacks it does not support (bidirectional, dropout, one layer)
-# per layer as "scan" does. Measurements in the package docstring.
-MODES = {"scan": ("scan", 1), "scan-unroll": ("scan", 5), "wavefront": ("wavefront", 1)}
+@dataclass(frozen=True)
+class Mode:
+    """What a mode changes. "scan" runs each layer as its own scan; "wavefront" (the
+    default) the whole stack as one scan (`wavefront.py`), and stacks it does not support
+    (bidirectional, dropout, one layer) per layer as "scan" does."""
+
+    recurrence: str  # "scan" (per layer) or "wavefront" (the whole stack in one scan)
+    unroll: int  # lax.scan's unroll factor: time steps per loop iteration
+
+
+MODES = {"scan": Mode("scan", 1), "scan-unroll": Mode("scan", 5), "wavefront": Mode("wavefront", 1)}
 
 
 def _gpus() -> list[jax.Device]:
@@ -76,7 +83,8 @@ class JaxBackend(Backend):
 
     def _build(self, spec: RunSpec, vocab_size: int, device: Device, params: Params | None,
                mode: str) -> JaxModel:
-        return JaxModel(spec, vocab_size, self._device(device), params, mode, *MODES[mode])
+        settings = MODES[mode]
+        return JaxModel(spec, vocab_size, self._device(device), params, mode, settings.recurrence, settings.unroll)
 
 
 BACKEND = JaxBackend()

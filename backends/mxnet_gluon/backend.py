@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,21 @@ def _import_threads() -> int | None:
 _OMP_THREADS_AT_IMPORT = _import_threads()
 
 
+@dataclass(frozen=True)
+class Mode:
+    """What a mode changes (the package docstring says why)."""
+
+    hybridize: bool = False  # the blocks and the loss compiled by hybridize(static_alloc, static_shape)
+    book: bool = False  # d2l 0.17's own model and training loop (model.BookModel)
+
+
+MODES = {"imperative": Mode(), "hybridized": Mode(hybridize=True), "book": Mode(book=True)}
+
+
 class MXNetBackend(base.Backend):
     name = "mxnet"
     framework = "MXNet"
-    modes = ("imperative", "hybridized", "book")
+    modes = tuple(MODES)
     default_mode = "hybridized"  # measured faster on d2l-deep-lstm (CPU); see the closing note of issue 4
 
     def __init__(self) -> None:
@@ -84,8 +96,8 @@ class MXNetBackend(base.Backend):
 
     def _build(self, spec: RunSpec, vocab_size: int, device: base.Device, params: Params | None,
                mode: str) -> base.LanguageModel:
-        model_class = BookModel if mode == "book" else GluonModel
-        return model_class(spec, vocab_size, _context(device), params, mode)
+        model_class = BookModel if MODES[mode].book else GluonModel
+        return model_class(spec, vocab_size, _context(device), params, mode, MODES[mode])
 
 
 def _context(dev: base.Device):

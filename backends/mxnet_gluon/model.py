@@ -31,8 +31,9 @@ class Accumulator:
 class GluonModel(base.LanguageModel):
     """The `imperative` and `hybridized` modes: no host sync inside an epoch."""
 
-    def __init__(self, spec: RunSpec, vocab_size: int, ctx, params: Params | None, mode: str):
+    def __init__(self, spec: RunSpec, vocab_size: int, ctx, params: Params | None, mode: str, settings):
         self.spec, self.mode, self.vocab_size, self.ctx = spec, mode, vocab_size, ctx
+        self.settings = settings  # backend.MODES[mode]
         self.dtype = spec.train.dtype
         self.net = self._build_net()
         self._params = self._param_map()
@@ -47,7 +48,7 @@ class GluonModel(base.LanguageModel):
     def _build_net(self):
         net = Net(self.spec, self.vocab_size, self.dtype, uses_native_rnn_kernel(self.ctx, self.dtype))
         self.loss_net = LossNet(net)
-        if self.mode == "hybridized":
+        if self.settings.hybridize:
             self.loss_net.hybridize(static_alloc=True, static_shape=True)
         return net
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from backends.base import Backend, Device, best_flops, parse_device
@@ -21,9 +23,21 @@ def _sync(result: torch.Tensor, device: torch.device) -> torch.Tensor:
     return result
 
 
+@dataclass(frozen=True)
+class Mode:
+    """What a mode changes (the package docstring says why)."""
+
+    written_out: bool = False  # GRU/RNN layers as recurrence.StackedRecurrent on the CPU
+    compiled: bool = False  # forward pass and loss under torch.compile
+    book: bool = False  # d2l 0.17's training loop, with its per-step host syncs
+
+
+MODES = {"eager": Mode(written_out=True), "nn": Mode(), "compile": Mode(compiled=True), "book": Mode(book=True)}
+
+
 class TorchBackend(Backend):
     name, framework = "pytorch", "PyTorch"
-    modes, default_mode = ("eager", "nn", "compile", "book"), "eager"
+    modes, default_mode = tuple(MODES), "eager"
 
     def devices(self) -> list[str]:
         return ["cpu"] + [f"gpu:{i}" for i in range(torch.cuda.device_count())]
@@ -65,7 +79,7 @@ class TorchBackend(Backend):
                mode: str) -> TorchModel:
         if params is None:
             torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
-        model = TorchModel(spec, vocab_size, _torch_device(device), mode)
+        model = TorchModel(spec, vocab_size, _torch_device(device), mode, MODES[mode])
         if params is not None:
             model.set_params(params)
         return model

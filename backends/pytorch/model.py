@@ -61,14 +61,15 @@ def canonical_names(model: ModelSpec) -> dict[str, str]:
 
 
 class TorchModel(LanguageModel):
-    def __init__(self, spec: RunSpec, vocab_size: int, device: torch.device, mode: str):
+    def __init__(self, spec: RunSpec, vocab_size: int, device: torch.device, mode: str, settings):
         self.spec, self.mode, self.device, self.vocab_size = spec, mode, device, vocab_size
+        self.settings = settings  # backend.MODES[mode]
         self.dtype = DTYPES[spec.train.dtype]
-        written_out = mode == "eager" and device.type == "cpu"  # see the package docstring
+        written_out = settings.written_out and device.type == "cpu"  # see the package docstring
         self.net = RNNLanguageModel(spec.model, vocab_size, written_out).to(device=device, dtype=self.dtype)
         self.names = canonical_names(spec.model)
         self._make_optimizer()
-        self._train_loss = torch.compile(self._loss, dynamic=False) if mode == "compile" else self._loss
+        self._train_loss = torch.compile(self._loss, dynamic=False) if settings.compiled else self._loss
 
     def _make_optimizer(self) -> None:
         t = self.spec.train
@@ -115,7 +116,7 @@ class TorchModel(LanguageModel):
 
     def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         self.net.train()
-        book = self.mode == "book"
+        book = self.settings.book
         total, tokens, book_total, state = torch.zeros((), device=self.device, dtype=torch.float64), 0, 0.0, None
         for X, Y in batches:
             X, y = self._to_device(X, Y)
