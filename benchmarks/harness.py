@@ -121,40 +121,53 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
         return write_record(req, backend, model, state, started)
 
 
+REARM_S = 0.2  # far longer than an interrupt takes to reach run()'s handler, shorter than nox's 0.3 s
+
+
 class StopSignals:
     """SIGINT (Ctrl-C) and SIGTERM (`kill`, a scheduler, nox after Ctrl-C) during a run.
 
     The first one raises KeyboardInterrupt wherever the run is, so the epochs done are
-    recorded as `interrupted`; a later one, or any after `hold()` (the record is being
-    written), is only noted, because nox follows Ctrl-C with SIGTERM 0.3 s later and
-    that must not cut the record short. Off the main thread signals are left alone.
+    recorded as `interrupted`; any after `hold()` (the record is being written) is only
+    noted, because nox follows Ctrl-C with SIGTERM 0.3 s later and that must not cut the
+    record short. Until `hold()`, the stop is raised again every REARM_S (a timer,
+    SIGALRM): a KeyboardInterrupt that lands in a finalizer (MXNet frees arrays in
+    `__del__`) is swallowed by Python, and the run would otherwise train on. Off the
+    main thread signals are left alone.
     """
 
     def __init__(self) -> None:
         self.reason: str | None = None  # which signal stopped the run
         self.armed = True
+        self.raised_at: float | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.hold()
         for sig, previous in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.reason is None:
+        if self.reason is None and signum != signal.SIGALRM:
             self.reason = "the user (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
-        if self.armed:
-            self.armed = False
+        now = time.monotonic()
+        if self.armed and (self.raised_at is None or now - self.raised_at > REARM_S):
+            if self.raised_at is None:  # until hold(), raise again every REARM_S in case this one is swallowed
+                signal.setitimer(signal.ITIMER_REAL, REARM_S, REARM_S)
+            self.raised_at = now
             raise KeyboardInterrupt
 
     def hold(self) -> None:
         """From now on signals are only noted: the record is about to be written."""
         self.armed = False
+        if self._previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def check_results_writable(path: Path) -> None:
