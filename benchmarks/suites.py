@@ -66,7 +66,7 @@ SUITES: dict[str, list[dict]] = {
 
 # Rounds per preset when --rounds is not given: enough paired rounds for a confidence
 # interval, each round still several epochs long (a book preset's 500 epochs: 50 each).
-SUITE_ROUNDS = {"default": 7, "book": 10, "smoke": 2, "scaling": 2}
+SUITE_ROUNDS = {"default": 20, "book": 10, "smoke": 2, "scaling": 2}
 DEFAULT_ROUNDS = 7
 BACKEND_NAMES = ("pytorch", "mxnet", "jax")  # backends.BACKENDS, without importing it here
 
