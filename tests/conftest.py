@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from contract.cases import unloadable_required
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

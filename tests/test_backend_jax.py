@@ -14,12 +14,13 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("optax")
 
+from contract.cases import BATCH, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error  # noqa: E402
+
 from backends import load_backend  # noqa: E402
 from backends.jax_flax import _xla_env  # noqa: E402
 from backends.jax_flax.cells import wavefront_supported  # noqa: E402
 from common import reference  # noqa: E402
 from common.params import init_params  # noqa: E402
-from contract.cases import BATCH, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error  # noqa: E402
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 

@@ -11,9 +11,9 @@ epoch, so the signal always lands mid-training, however slow the framework's imp
 from __future__ import annotations
 
 import json
-import re
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,7 +75,8 @@ def run_args(*extra: str, backend: str = "pytorch") -> list[str]:
 CASES = [
     ("lr-nan", lambda t, d: run_args("--set", "lr=nan"), 2, "error: lr=nan must be a finite number > 0", None),
     ("lr-inf", lambda t, d: run_args("--set", "train.lr=inf"), 2, "error: lr=inf must be a finite number > 0", None),
-    ("clip-minus-inf", lambda t, d: run_args("--set", "clip=-inf"), 2, "clip (0 disables clipping)=-inf must be a finite", None),
+    ("clip-minus-inf", lambda t, d: run_args("--set", "clip=-inf"), 2,
+     "clip (0 disables clipping)=-inf must be a finite", None),
     ("max-tokens-2", lambda t, d: run_args("--set", "max_tokens=2", "--data-dir", str(d), "--results", str(t)),
      2, "error: num_steps=10 is too long for the corpus of 2 tokens", "<= 0"),
     ("max-tokens-2-advice", lambda t, d: run_args("--set", "max_tokens=2", "--data-dir", str(d), "--results", str(t)),
@@ -88,7 +89,8 @@ CASES = [
     ("threads-0", lambda t, d: run_args("--threads", "0"), 2, "error: --threads=0 must be at least 1", None),
     ("threads-above-cores", lambda t, d: run_args("--threads", str((os.cpu_count() or 1) + 1), "--set", "lr=nan"),
      2, f"warning: --threads={(os.cpu_count() or 1) + 1} is more than the {os.cpu_count() or 1} cores here", None),
-    ("unknown-cell", lambda t, d: run_args("--set", "cell=transformer"), 2, "error: cell='transformer' is not allowed", None),
+    ("unknown-cell", lambda t, d: run_args("--set", "cell=transformer"), 2,
+     "error: cell='transformer' is not allowed", None),
     ("unknown-field", lambda t, d: run_args("--set", "colour=red"), 2, "error: unknown field 'colour'", None),
     ("override-without-value", lambda t, d: run_args("--set", "lr"), 2, "must look like field=value", None),
     ("unknown-backend", lambda t, d: ["run", "--backend", "tensorflow"], 2, "usage:", None),
@@ -188,7 +190,8 @@ def backend(request):
 
 
 def test_unknown_mode_is_the_same_line_in_run_and_parity(backend, tmp_path, data_dir, capsys):
-    common = ["--backend", backend, "--preset", "smoke", "--threads", "1", "--mode", "bogus", "--data-dir", str(data_dir)]
+    common = ["--backend", backend, "--preset", "smoke", "--threads", "1", "--mode", "bogus",
+              "--data-dir", str(data_dir)]
     run_code, run_err, _ = cli(["run", *common, "--no-peak", "--results", str(tmp_path)], capsys)
     parity_code, parity_err, _ = cli(["parity", *common], capsys)
     assert run_code == parity_code == 2
@@ -223,7 +226,8 @@ sys.exit(main(argv))
 """
 
 
-def start_run(backend: str, tmp_path: Path, data_dir: Path, slow_record_s: float = 0.0) -> tuple[subprocess.Popen, Path]:
+def start_run(backend: str, tmp_path: Path, data_dir: Path,
+              slow_record_s: float = 0.0) -> tuple[subprocess.Popen, Path]:
     """A real `run` process with far more epochs than the test waits for; returns it
     once its first epoch is done. Writing its record starts `slow_record_s` late."""
     flag = tmp_path / "epoch"

@@ -18,6 +18,7 @@ from backends.jax_flax.model import JaxModel
 from common.params import Params
 from common.specs import RunSpec
 
+
 @dataclass(frozen=True)
 class Mode:
     """What a mode changes. "scan" runs each layer as its own scan; "wavefront" (the

@@ -168,7 +168,8 @@ def _micro_blocks(table: pd.DataFrame, folder: Path) -> list[tuple]:
              "token) per backend, cell and mode at d2l-deep-lstm's shape (2 × 256, one-hot over 28 characters), "
              "each call ending with the device finished. tok/s = tokens per call ÷ median time; GFLOP/s = tok/s × "
              "model FLOPs per token (as in section 1: training and `recurrent` count forward, weight-gradient and "
-             "needed input-gradient products, generation forward only); `of ceiling` against the best float32 matmul peak the files measured; "
+             "needed input-gradient products, generation forward only); `of ceiling` against the best float32 "
+             "matmul peak the files measured; "
              "`vs fastest` within the same step and cell.")]
     if table.empty:
         return blocks + [("p", "No micro-benchmark results.")]

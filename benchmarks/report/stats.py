@@ -9,8 +9,8 @@ their logarithms (scipy.stats.ttest_1samp). A row's own tokens/sec is the median
 rounds with a 95% bootstrap interval (scipy.stats.bootstrap, percentile method).
 Between two campaigns nothing is paired: the ratio NEW / BASE is the ratio of the
 geometric means, its interval from Welch's t-test on the logarithms
-(scipy.stats.ttest_ind), and the drift between campaigns is not cancelled, so it takes
-a larger effect (10%, as asv's default) to call a change.
+(scipy.stats.ttest_ind), and the drift between campaigns is not cancelled, so a change
+is called only when the whole interval lies beyond 10% (asv's default factor).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ METHOD = (
     "only for a top row that every other row is `slower` than. A row that did not finish (`diverged`, `error`, "
     "`interrupted`) is never fastest. The fastest row is the one with the highest geometric mean over rounds, "
     "the ranking the paired ratios agree with. Numbers from different campaigns are never compared here; "
-    "`python -m benchmarks compare BASE NEW` does that, with a 10% minimum effect.")
+    "`python -m benchmarks compare BASE NEW` does that, calling a change only when its whole interval lies beyond "
+    "10%.")
 
 
 def round_rates(runs: pd.DataFrame) -> pd.DataFrame:

@@ -376,7 +376,8 @@ def _summary_row(r: pd.Series) -> dict:
            "rounds": int(r["rounds_timed"]), "ratio_to_fastest": r["ratio"], "ratio_ci": [r["ratio_lo"], r["ratio_hi"]],
            "verdict": r["verdict"],
            "utilisation": None if _over(r["utilisation"]) else r["utilisation"],
-           "utilisation_flag": "over 100% of the ceiling: measurement error" if _over(r["utilisation"]) else None, "final_ppl": r["final_ppl"],
+           "utilisation_flag": "over 100% of the ceiling: measurement error" if _over(r["utilisation"]) else None,
+           "final_ppl": r["final_ppl"],
            "metric": r["metric"], "target_ppl": r["target"], "reached_target": r["reached_target"],
            "status": r["status"]}
     return {k: row[k] for k in SUMMARY_FIELDS}
