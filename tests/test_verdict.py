@@ -199,3 +199,17 @@ def test_utilisation_above_the_ceiling_is_flagged_not_printed(tmp_path):
     assert row["utilisation"] is None and "measurement error" in row["utilisation_flag"]
     text = (tmp_path / "out" / "REPORT.md").read_text()
     assert "over 100%: measurement error" in text and "5000%" not in text and "4999%" not in text
+
+
+def test_a_row_that_misses_the_target_is_never_ranked(tmp_path):
+    """jay-deep as measured: the fastest backend ended far above the book's perplexity."""
+    fast = record("jax", "c1", noisy(28_000, 0.01, 1), preset="jay-deep")
+    fast["summary"]["final_train_ppl"] = 11.8
+    rows = [fast] + [record(b, "c1", noisy(21_000, 0.01, i), preset="jay-deep")
+                     for i, b in enumerate(["pytorch", "mxnet"])]
+    for r in rows[1:]:
+        r["summary"]["final_train_ppl"] = 1.04
+    summary = headline(tmp_path, write(tmp_path / "runs", *rows))
+    verdicts = {r["backend"]: (r["verdict"], r["reached_target"]) for r in summary["rows"]}
+    assert verdicts["jax"] == ("missed target", False)
+    assert {verdicts["pytorch"][0], verdicts["mxnet"][0]} == {"tie"} and verdicts["mxnet"][1] is True

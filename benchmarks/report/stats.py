@@ -34,7 +34,8 @@ METHOD = (
     "with a 95% interval from a paired t-test on the logarithms (scipy.stats.ttest_1samp). Verdict: `slower` when "
     f"that interval lies wholly below 1 and the ratio is below {1 - MIN_EFFECT:.2f}; `tie` otherwise; `fastest` "
     "only for a top row that every other row is `slower` than. A row that did not finish (`diverged`, `error`, "
-    "`interrupted`) is never fastest. The fastest row is the one with the highest geometric mean over rounds, "
+    "`interrupted`) is never fastest, nor is one that missed the preset's quality target (`missed target`: "
+    "speed is compared at the same quality). The fastest row is the one with the highest geometric mean over rounds, "
     "the ranking the paired ratios agree with. Numbers from different campaigns are never compared here; "
     "`python -m benchmarks compare BASE NEW` does that, calling a change only when its whole interval lies beyond "
     "10%.")
@@ -106,26 +107,31 @@ def call(ratio: float, low: float, high: float, min_effect: float, words: tuple[
     return words[1]
 
 
-def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = MIN_EFFECT) -> pd.DataFrame:
+def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = MIN_EFFECT,
+                   ranked: pd.Series | None = None) -> pd.DataFrame:
     """For one comparison group's rows (one per contender/mode): tok_s and its CI, the
-    paired ratio to the fastest `ok` row and its CI, and the verdict."""
+    paired ratio to the fastest `ok` row and its CI, and the verdict. Rows where
+    `ranked` is False (a missed quality target) get `missed target` and are never the
+    pace-setter."""
     out = rows.copy()
+    ranked = pd.Series(True, index=out.index) if ranked is None else ranked.reindex(out.index).fillna(True)
     series = {i: _rate_series(rates, r) for i, r in out.iterrows()}
     cis = {i: median_ci(s.to_numpy()) for i, s in series.items()}
     out["tok_s"] = [cis[i][0] for i in out.index]
     out["tok_s_lo"], out["tok_s_hi"] = [cis[i][1] for i in out.index], [cis[i][2] for i in out.index]
     out["rounds_timed"] = [len(series[i]) for i in out.index]
-    ok = out[out["status"].eq("ok") & out["tok_s"].notna()]
+    ok = out[out["status"].eq("ok") & out["tok_s"].notna() & ranked.astype(bool)]
     if ok.empty:
-        return out.assign(ratio=math.nan, ratio_lo=math.nan, ratio_hi=math.nan, verdict=out["status"])
+        verdict = [("missed target" if s == "ok" and not ranked[i] else s) for i, s in out["status"].items()]
+        return out.assign(ratio=math.nan, ratio_lo=math.nan, ratio_hi=math.nan, verdict=verdict)
     best = max(ok.index, key=lambda i: _geomean(series[i]))  # the ranking the paired ratios agree with
     ratios = {i: paired_ratio(series[i], series[best]) if i != best else (1.0, 1.0, 1.0, len(series[i]))
               for i in out.index}
     out["ratio"] = [ratios[i][0] for i in out.index]
     out["ratio_lo"], out["ratio_hi"] = [ratios[i][1] for i in out.index], [ratios[i][2] for i in out.index]
-    verdicts = {i: (call(*ratios[i][:3], min_effect, ("slower", "tie", "tie")) if out.at[i, "status"] == "ok"
-                    else out.at[i, "status"]) for i in out.index}
-    others = [v for i, v in verdicts.items() if i != best and out.at[i, "status"] == "ok"]
+    verdicts = {i: (out.at[i, "status"] if out.at[i, "status"] != "ok" else "missed target" if not ranked[i]
+                    else call(*ratios[i][:3], min_effect, ("slower", "tie", "tie"))) for i in out.index}
+    others = [v for i, v in verdicts.items() if i != best and i in ok.index]
     verdicts[best] = "fastest" if all(v == "slower" for v in others) else "tie"
     out["verdict"] = [verdicts[i] for i in out.index]
     return out

@@ -315,19 +315,25 @@ def campaign_ceiling(runs: pd.DataFrame) -> float:
 
 
 def headline_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """One campaign's runs -> one row per (preset group, contender, mode), with verdicts."""
+    """One campaign's runs -> one row per (preset group, contender, mode), with verdicts.
+
+    Quality first: where the preset has a target and the run is the preset as written,
+    a row that missed it is `missed target`, never ranked, so speed is only compared at
+    the same quality."""
     rows = pick_rows(runs)
+    rows["metric"] = [metric_of(r["book"], r) for _, r in rows.iterrows()]
+    rows["final_ppl"] = [r[f"final_{r['metric']}"] for _, r in rows.iterrows()]
+    rows["target"] = [(r["book"] or {}).get("target_ppl") if not r["overrides"] else None
+                      for _, r in rows.iterrows()]
+    rows["reached_target"] = [_reached(r["final_ppl"], t) for t, (_, r) in
+                              zip(rows["target"], rows.iterrows(), strict=True)]
     rates = round_rates(rows)
     peak = campaign_ceiling(runs)
-    parts = [group_verdicts(g, rates) for _, g in rows.groupby("group", sort=True)]
+    parts = [group_verdicts(g, rates, ranked=g["reached_target"].ne(False))
+             for _, g in rows.groupby("group", sort=True)]
     out = pd.concat(parts) if parts else rows
     out["utilisation"] = [utilisation(f, r, peak)[1] for f, r in
                           zip(out["train_flops_per_token"], out["tok_s"], strict=True)]
-    out["metric"] = [metric_of(r["book"], r) for _, r in out.iterrows()]
-    out["final_ppl"] = [r[f"final_{r['metric']}"] for _, r in out.iterrows()]
-    out["target"] = [(r["book"] or {}).get("target_ppl") for _, r in out.iterrows()]
-    out["reached_target"] = [_reached(r["final_ppl"], t) for t, (_, r) in
-                             zip(out["target"], out.iterrows(), strict=True)]
     return out.sort_values(["group", "ratio", "tok_s"], ascending=[True, False, False]).reset_index(drop=True)
 
 
