@@ -213,3 +213,18 @@ def test_a_row_that_misses_the_target_is_never_ranked(tmp_path):
     verdicts = {r["backend"]: (r["verdict"], r["reached_target"]) for r in summary["rows"]}
     assert verdicts["jax"] == ("missed target", False)
     assert {verdicts["pytorch"][0], verdicts["mxnet"][0]} == {"tie"} and verdicts["mxnet"][1] is True
+
+
+def test_a_modified_spec_has_no_target_to_miss(tmp_path):
+    """The book suite's 30-epoch runs of the book's own loop: no target applies."""
+    rows = [record("pytorch", "c1", noisy(50_000, 0.01, 1), preset="d2l-deep-lstm"),
+            record("mxnet", "c1", noisy(35_000, 0.01, 2), preset="d2l-deep-lstm")]
+    for r in rows:
+        r["spec"]["train"]["epochs"] = 30
+        r["summary"]["final_train_ppl"] = 17.4
+    rows.append(record("jax", "c1", noisy(40_000, 0.01, 3), preset="jay-gru"))  # a preset as written, with a target
+    rows[-1]["summary"]["final_train_ppl"] = 1.04
+    summary = headline(tmp_path, write(tmp_path / "runs", *rows))
+    summary["rows"] = [r for r in summary["rows"] if r["preset"] == "d2l-deep-lstm"]
+    assert {r["backend"]: (r["verdict"], r["reached_target"]) for r in summary["rows"]} == {
+        "pytorch": ("fastest", None), "mxnet": ("slower", None)}

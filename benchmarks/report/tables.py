@@ -339,7 +339,7 @@ def headline_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _reached(value: float, target: float | None) -> bool | None:
     """Whether the final perplexity met the preset's target; None without a target or a value."""
-    if target is None or value is None or math.isnan(value):
+    if target is None or value is None or math.isnan(target) or math.isnan(value):
         return None
     return bool(value <= target)
 
