@@ -194,7 +194,7 @@ def contenders_from(opts: argparse.Namespace) -> list[Contender]:
     unknown = sorted(set(pythons) - set(BACKENDS))
     if unknown:
         raise SpecError(f"--python names unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
-    modes = [m.strip() for m in opts.modes.split(",")] if opts.modes else [None]
+    modes = [m.strip() for m in opts.modes.split(",")] if opts.modes is not None else [None]
     if any(m == "" for m in modes):
         raise SpecError(f"--modes {opts.modes!r} has an empty name; give modes separated by commas (see `list`)")
     trees = [("", REPO)] + [(name, Path(d).resolve()) for name, d in _pairs(opts.checkout, "--checkout", "NAME=DIR")]

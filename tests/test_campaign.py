@@ -99,6 +99,7 @@ def test_modes_become_contenders(tmp_path):
     (["--python", "torch=/usr/bin/python3"], "--python names unknown backend(s) torch"),
     (["--python", "pytorch"], "is not BACKEND=PATH"),
     (["--modes", "a,,b"], "has an empty name"),
+    (["--modes", ""], "has an empty name"),
     (["--backend", "torch"], "--backend 'torch' is not a backend"),
     (["--suite", "nope"], "unknown suite 'nope'"),
     (["--checkout", "old=/tmp"], "is not an rnnbench checkout with campaigns"),
