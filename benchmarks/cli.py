@@ -126,6 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec, book = resolve_spec(args)
     epoch_rounds(spec.train.epochs, args.rounds)  # --rounds 0 is an error before anything runs
+    if args.gate and spec.train.epochs < 2:
+        raise RnnbenchError(f"a campaign run needs at least 2 epochs (a warm-up and a timed one); "
+                            f"{args.preset} has {spec.train.epochs}: raise --epochs")
     req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads,
                      args.data_dir, args.results, args.peak, args.tag, campaign=args.campaign,
                      rounds=args.rounds, gated=args.gate, contender=args.contender, run_id=args.run_id)

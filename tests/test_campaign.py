@@ -182,3 +182,10 @@ def test_a_cpu_index_is_refused():
     assert parse_device("cpu:0").index == 0 and parse_device("gpu:1").index == 1
     with pytest.raises(DeviceUnavailable, match="the CPU is one device"):
         parse_device("cpu:3")
+
+
+def test_a_campaign_run_needs_a_timed_epoch(capsys):
+    from benchmarks.cli import main
+
+    assert main(["run", "--backend", "pytorch", "--preset", "smoke", "--epochs", "1", "--gate"]) == 2
+    assert "needs at least 2 epochs" in capsys.readouterr().err
