@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from backends import BACKENDS
+from benchmarks import workers
 from common.errors import RnnbenchError
 from common.specs import RunSpec, load_preset, preset_names
 
@@ -63,6 +64,7 @@ def _spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument("--data-dir", default=None,
                    help="folder with the data files (default: $RNNBENCH_DATA, then the cache)")
+    workers.add_arguments(p)
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
@@ -129,6 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.gate and spec.train.epochs < 2:
         raise RnnbenchError(f"a campaign run needs at least 2 epochs (a warm-up and a timed one); "
                             f"{args.preset} has {spec.train.epochs}: raise --epochs")
+    if workers.wanted(args):
+        return workers.cmd_run(args, spec, book)
     req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads,
                      args.data_dir, args.results, args.peak, args.tag, campaign=args.campaign,
                      rounds=args.rounds, gated=args.gate, contender=args.contender, run_id=args.run_id)
@@ -145,6 +149,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from benchmarks.parity import check, print_report
 
     spec, _ = resolve_spec(args)
+    if workers.wanted(args):
+        return workers.cmd_parity(args, spec)
     result = check(args.backend, spec, args.device, args.data_dir, args.threads, args.mode)
     return 0 if print_report(args.backend, result) else 1
 

@@ -10,6 +10,7 @@ the middle — the epochs already run are written as one record, atomically.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -61,6 +62,7 @@ class RunRequest:
     gated: bool = False  # wait for the campaign driver's `go` before each round
     contender: str | None = None  # the campaign's name for this process (backend[/mode][@checkout])
     run_id: str | None = None  # chosen by the campaign driver, so it can find the record
+    build: Callable[..., LanguageModel] | None = None  # another model builder (a data-parallel worker's)
 
 
 @dataclass
@@ -207,7 +209,8 @@ def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageM
     spec = req.spec
     params = None if spec.model.init == "framework" else init_params(
         spec.model, vocab_size, spec.train.seed, spec.train.dtype)
-    return backend.build(spec, vocab_size, req.device, params, req.mode)
+    build = backend.build if req.build is None else functools.partial(req.build, backend)
+    return build(spec, vocab_size, req.device, params, req.mode)
 
 
 def round_gate(req: RunRequest) -> Gate | None:

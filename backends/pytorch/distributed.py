@@ -1,0 +1,116 @@
+"""PyTorch data-parallel training: `torch.distributed` and `DistributedDataParallel`.
+
+Processes rendezvous through `env://` with torchrun's variables (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so a worker started by `torchrun` joins the same
+way as one started by `benchmarks.workers`. Backend: `gloo` on the CPU, `nccl` on GPUs
+(one worker per GPU). DDP averages the gradients during `backward` (bucketed
+all-reduces overlapping the backward pass); clipping then reads the averaged gradients
+(`TorchModel._clip`), and every worker takes the same optimizer step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from backends.base import EpochStats, parse_device
+from backends.distributed import LOOPBACK, Launch
+from backends.pytorch.backend import MODES, TorchBackend, _torch_device
+from backends.pytorch.model import TorchModel
+from common.errors import DeviceUnavailable
+from common.shards import shard, shards
+
+MODE = "nn"  # nn.LSTM/GRU/RNN: the library's own layers, which DDP wraps as they are
+
+
+def engine(device: str) -> str:
+    return "torch.distributed/" + ("gloo" if parse_device(device).kind == "cpu" else "nccl")
+
+
+def launch(workers: int, port: int, device: str) -> Launch:
+    """torchrun's environment for each worker, on loopback."""
+    if parse_device(device).kind == "gpu":
+        if not dist.is_nccl_available() or torch.cuda.device_count() < workers:
+            raise DeviceUnavailable(
+                f"--workers {workers} on GPUs needs {workers} GPUs and NCCL; this PyTorch sees "
+                f"{torch.cuda.device_count()} GPU(s), NCCL {'available' if dist.is_nccl_available() else 'absent'}: "
+                "use --device cpu (gloo), or fewer workers")
+    common = {"MASTER_ADDR": LOOPBACK, "MASTER_PORT": str(port), "WORLD_SIZE": str(workers),
+              "LOCAL_WORLD_SIZE": str(workers)}
+    return Launch([{**common, "RANK": str(r), "LOCAL_RANK": str(r)} for r in range(workers)])
+
+
+def join(timeout_s: float) -> tuple[int, int]:
+    """Join the group from torchrun's environment; collectives give up after `timeout_s`."""
+    backend = "nccl" if os.environ.get("RNNBENCH_DEVICE", "cpu") != "cpu" else "gloo"
+    dist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=timeout_s))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def build(backend: TorchBackend, spec, vocab_size: int, device: str, params, mode: str) -> "DDPModel":
+    """The `nn` model wrapped in DDP (parameters checked by the backend's own build first)."""
+    plain = backend.build(spec, vocab_size, device, params, mode)
+    return DDPModel(plain)
+
+
+class DDPModel(TorchModel):
+    """`TorchModel` whose training forward runs through DDP on this worker's rows."""
+
+    def __init__(self, plain: TorchModel):
+        self.__dict__.update(plain.__dict__)  # the built model, its parameters and optimizer
+        self.rank, self.workers = dist.get_rank(), dist.get_world_size()
+        ids = None if self.device.type == "cpu" else [self.device.index]
+        self.ddp = DistributedDataParallel(self.net, device_ids=ids, broadcast_buffers=False)
+        self._train_loss = self._loss
+
+    def _loss(self, X, y, state):
+        net = self.ddp if torch.is_grad_enabled() and self.net.training else self.net
+        logits, state = net(X, state)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, self.vocab_size), y), state
+
+    def _sum(self, *values: float) -> list[float]:
+        """Sums over the workers (one all-reduce, float64)."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def _train_epoch(self, batches) -> EpochStats:
+        local = super()._train_epoch(shards(batches, self.rank, self.workers))
+        loss_sum, tokens = self._sum(local.loss_sum, local.tokens)
+        return EpochStats(loss_sum, int(tokens))
+
+    def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray):
+        """This worker's slice, gradients averaged by DDP, the loss averaged likewise."""
+        X, Y = shard((X, Y), self.rank, self.workers)
+        loss, grads = super()._loss_and_grads(X, Y)
+        return self._sum(loss)[0] / self.workers, grads
+
+
+def allreduce_seconds(numel: int, repeats: int = 20) -> float:
+    """Median seconds of one all-reduce (sum, then /N as DDP does) of `numel` float32s."""
+    dev = _torch_device(parse_device(os.environ.get("RNNBENCH_DEVICE", "cpu")))
+    t = torch.ones(numel, device=dev)
+    times = []
+    for _ in range(repeats + 2):
+        dist.barrier()
+        tic = time.perf_counter()
+        dist.all_reduce(t)
+        t.div_(dist.get_world_size())
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - tic)
+    return float(np.median(times[2:]))
+
+
+assert MODE in MODES

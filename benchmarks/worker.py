@@ -1,0 +1,99 @@
+"""One data-parallel worker process: `python -m benchmarks.worker run|parity ...`.
+
+Started by `benchmarks.workers` (never by hand), with the launcher's environment
+(rank, worker count, port, where to write, the hang timeout) and the framework's own
+(torchrun's, DMLC_*). It joins its framework's group when the model is built, then:
+
+- `run`: the harness's ordinary run (same batches, same epochs, same gate), with the
+  backend's data-parallel model; its record goes to a private folder, from which the
+  launcher takes worker 0's. After the epochs it times the engine's all-reduce of the
+  gradient's size (every worker takes part). Each epoch is announced on stdout
+  (`@rnnbench epoch row=...`), which is also the launcher's sign of life;
+- `parity`: the averaged loss and gradients for the first batch, then a few steps;
+  worker 0 saves them for the launcher to compare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from backends import load_backend
+from backends.distributed import RANK, load_distributed
+from benchmarks.rounds import say
+
+OUT, TIMEOUT = "RNNBENCH_OUT", "RNNBENCH_WORKER_TIMEOUT"
+PARITY_STEPS = 3  # optimizer steps compared after the gradients
+
+
+def main(argv: list[str]) -> int:
+    from benchmarks.cli import parse_args, resolve_spec
+
+    args = parse_args(argv)
+    spec, book = resolve_spec(args)
+    out = Path(os.environ[OUT])
+    backend = load_backend(args.backend, args.threads)
+    dist = load_distributed(args.backend)
+    built = {}
+
+    def build(backend, spec, vocab_size, device, params, mode):
+        dist.join(float(os.environ[TIMEOUT]))
+        built["model"] = dist.build(backend, spec, vocab_size, device, params, mode)
+        return built["model"]
+
+    task = run_task if args.command == "run" else parity_task
+    code = task(args, spec, book, out, backend, build, dist, built)
+    dist.leave()
+    return code
+
+
+def run_task(args, spec, book, out: Path, backend, build, dist, built: dict) -> int:
+    from benchmarks.harness import RunRequest, run
+
+    req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads, args.data_dir,
+                     out, False, args.tag, campaign=args.campaign, rounds=args.rounds, gated=args.gate,
+                     contender=args.contender, run_id=args.run_id, build=build)
+    record = run(req, lambda row: say(sys.stdout, "epoch", row=json.dumps(row, separators=(",", ":"))))
+    if record["status"] == "ok":
+        numel = sum(p.size for p in built["model"].get_params().values())
+        say(sys.stdout, "comm", numel=numel, allreduce_s=f"{dist.allreduce_seconds(numel):.6g}")
+    return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
+
+
+def parity_task(args, spec, book, out: Path, backend, build, dist, built: dict) -> int:
+    """Loss and averaged gradients of the first batch, then PARITY_STEPS steps."""
+    from benchmarks.workers import parity_inputs
+
+    X, Y, params, batches = parity_inputs(spec, args.data_dir, PARITY_STEPS)
+    model = build(backend, spec, params["dense.b"].shape[0], args.device, params, args.mode)
+    loss, grads = model.loss_and_grads(X, Y)
+    model.train_epoch(batches)
+    after = model.get_params()
+    if os.environ.get(RANK) == "0":
+        np.savez(out / "parity.npz", loss=np.float64(loss), **{f"grad:{k}": v for k, v in grads.items()},
+                 **{f"param:{k}": v for k, v in after.items()})
+    return 0
+
+
+def _exit_now(code: int) -> None:
+    """Exit without finalizers: a framework's teardown after a failure can block on
+    peers that are gone (ps-lite's exit barrier), and the launcher waits for the exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    try:
+        code = main(sys.argv[1:])
+    except BaseException:  # noqa: BLE001 - reported, then the process ends at once
+        traceback.print_exc()
+        _exit_now(1)
+    if code != 0:
+        _exit_now(code)
+    sys.exit(0)
