@@ -32,6 +32,9 @@ from types import ModuleType
 from backends import BACKENDS
 from common.errors import SpecError
 
+# The mode each backend trains data-parallel (its `distributed.MODE`), here without a
+# framework import so that the campaign can run the 1-worker baseline in the same mode.
+DATA_PARALLEL_MODE = {"pytorch": "nn", "mxnet": "hybridized", "jax": "scan"}
 RANK, WORKERS, PORT = "RNNBENCH_RANK", "RNNBENCH_WORKERS", "RNNBENCH_PORT"
 LOOPBACK = "127.0.0.1"
 

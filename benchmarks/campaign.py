@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends import BACKENDS
+from backends.distributed import DATA_PARALLEL_MODE
 from benchmarks import rounds as pipe
 from benchmarks.suites import PlanError, default_rounds, plan
 from common.errors import RnnbenchError, SpecError
@@ -43,10 +44,12 @@ class Contender:
     mode: str | None = None
     checkout: str = ""  # a name for another source tree (`--checkout NAME=DIR`), "" for this one
     tree: Path = REPO
+    workers: int | None = None  # data-parallel workers (`--workers 1,2`); None: a plain run
 
     @property
     def label(self) -> str:
-        return self.backend + (f"/{self.mode}" if self.mode else "") + (f"@{self.checkout}" if self.checkout else "")
+        return (self.backend + (f"/{self.mode}" if self.mode else "") + (f"@{self.checkout}" if self.checkout else "")
+                + (f" x{self.workers}" if self.workers else ""))
 
 
 @dataclass
@@ -133,6 +136,7 @@ def start(contender: Contender, args: tuple[str, ...], opts: argparse.Namespace,
            "--campaign", campaign, "--rounds", str(opts.rounds), "--gate", "--quiet",
            "--contender", contender.label, "--results", str(opts.results.resolve()), "--run-id", run_id]
     cmd += (["--mode", contender.mode] if contender.mode else []) + ([] if peak else ["--no-peak"])
+    cmd += ["--workers", str(contender.workers)] if contender.workers else []
     err = scratch / f"{run_id}.stderr"
     with err.open("w") as handle:
         proc = subprocess.Popen(cmd, cwd=contender.tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -202,7 +206,21 @@ def contenders_from(opts: argparse.Namespace) -> list[Contender]:
         if not (tree / "benchmarks" / "rounds.py").is_file():
             raise SpecError(f"--checkout {name}={tree} is not an rnnbench checkout with campaigns "
                             "(no benchmarks/rounds.py); give a checkout of this version or later")
-    return [Contender(b, py, m, name, tree) for name, tree in trees for b, py in pythons.items() for m in modes]
+    return [Contender(b, py, m or (DATA_PARALLEL_MODE[b] if w else None), name, tree, w)
+            for name, tree in trees for b, py in pythons.items() for m in modes for w in worker_counts(opts.workers)]
+
+
+def worker_counts(text: str | None) -> list[int | None]:
+    """`--workers 1,2` -> [1, 2] (each a contender, the 1-worker one in the same mode); none -> [None]."""
+    if text is None:
+        return [None]
+    try:
+        counts = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise SpecError(f"--workers {text!r} is not a list of worker counts: give e.g. --workers 1,2") from None
+    if any(w < 1 for w in counts):
+        raise SpecError(f"--workers {text!r}: every worker count must be at least 1")
+    return counts
 
 
 def _pairs(values: list[str], flag: str, form: str) -> list[tuple[str, str]]:
@@ -226,6 +244,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--modes", default=None, metavar="M1,M2", help="run each backend in these modes, as contenders")
     p.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
                    help="also run every contender from another checkout (an A/B of code versions)")
+    p.add_argument("--workers", default=None, metavar="N1,N2",
+                   help="data-parallel worker counts, each a contender (e.g. 1,2: the report's scaling "
+                        "efficiency); each backend then runs its data-parallel mode")
     p.add_argument("--results", type=Path, default=Path("results/runs"), help="folder for the records")
     p.add_argument("--out", type=Path, default=Path("results"), help="where REPORT.md and summary.json go")
     p.add_argument("--no-report", dest="report", action="store_false",

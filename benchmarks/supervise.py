@@ -66,6 +66,7 @@ class Group:
                                      stderr=err, text=True, start_new_session=True)
         proc = Proc(name, popen, log, worker)
         self.procs.append(proc)
+        print(f"rnnbench: {name} started (pid {popen.pid}, log {log})", file=sys.stderr, flush=True)
         if worker:
             reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
             reader.start()

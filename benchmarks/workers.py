@@ -220,7 +220,7 @@ def fallback_record(req, backend, mode: str, rows: list, outcome: Outcome, start
 
 def finish_record(record: dict, outcome: Outcome, workers: int, engine: str, threads: int, extra: dict) -> dict:
     """The launcher's word wins: a failure it saw is the record's error."""
-    record.update(workers=workers, engine=engine, worker_threads=threads, **extra)
+    record.update(workers=workers, engine=engine, worker_threads=threads, threads=threads * workers, **extra)
     if outcome.status != "ok":
         said = record.get("error")
         record["status"] = outcome.status

@@ -27,12 +27,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from backends import base
-from backends.distributed import LOOPBACK, PORT, RANK, WORKERS, Launch
+from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, PORT, RANK, WORKERS, Launch
 from backends.jax_flax.backend import MODES, JaxBackend
 from backends.jax_flax.model import JaxModel
 from common.shards import shard, shards
 
-MODE = "scan"  # each layer its own lax.scan
+MODE = DATA_PARALLEL_MODE["jax"]  # "scan": each layer its own lax.scan
 
 
 def engine(device: str) -> str:

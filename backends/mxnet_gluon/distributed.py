@@ -21,14 +21,14 @@ import time
 import numpy as np
 
 from backends import base
-from backends.distributed import LOOPBACK, Helper, Launch
+from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, Helper, Launch
 from backends.mxnet_gluon._framework import autograd, mx, nd
 from backends.mxnet_gluon.backend import MODES, MXNetBackend
 from backends.mxnet_gluon.model import GluonModel
 from backends.mxnet_gluon.optim import clip_on_device, make_trainer
 from common.shards import shard, shards
 
-MODE = "hybridized"  # the Gluon blocks hybridized, stepped by a gluon.Trainer
+MODE = DATA_PARALLEL_MODE["mxnet"]  # "hybridized": the Gluon blocks hybridized, stepped by a gluon.Trainer
 REDUCE_KEY = 1 << 20  # the kvstore key of the per-epoch (loss sum, tokens) sum; the Trainer uses 0..n-1
 TIMING_KEY = REDUCE_KEY + 1
 _KV: dict[str, object] = {}

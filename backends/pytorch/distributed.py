@@ -20,13 +20,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from backends.base import EpochStats, parse_device
-from backends.distributed import LOOPBACK, Launch
+from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, Launch
 from backends.pytorch.backend import MODES, TorchBackend, _torch_device
 from backends.pytorch.model import TorchModel
 from common.errors import DeviceUnavailable
 from common.shards import shard, shards
 
-MODE = "nn"  # nn.LSTM/GRU/RNN: the library's own layers, which DDP wraps as they are
+MODE = DATA_PARALLEL_MODE["pytorch"]  # "nn": nn.LSTM/GRU/RNN: the library's own layers, which DDP wraps as they are
 
 
 def engine(device: str) -> str:
