@@ -32,7 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from backends import load_backend
-from backends.distributed import LOOPBACK, PORT, RANK, WORKERS, check_mode, gpu_of, load_distributed
+from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, PORT, RANK, WORKERS, check_mode, gpu_of, load_distributed
 from benchmarks import rounds as pipe
 from benchmarks.supervise import Group, Outcome
 from benchmarks.worker import OUT, PARITY_STEPS, TIMEOUT
@@ -98,15 +98,17 @@ def free_port(port: int) -> int:
 
 
 def check_request(args: argparse.Namespace, spec: RunSpec):
-    """Everything a user can get wrong, before any process starts: (backend, dist module, mode)."""
+    """Everything a user can get wrong, before any process starts (and, but for GPUs,
+    before the framework is imported): (backend, dist module, mode, threads per worker)."""
+    mode = check_mode(args.backend, args.mode, DATA_PARALLEL_MODE[args.backend])
     corpus = load_corpus(spec.data, args.data_dir)
     check_workers(args.workers, [X.shape[0] for X, _ in train_batches(corpus, spec, 0)], spec.train.batch_size)
     if args.worker_timeout <= 0:
         raise SpecError(f"--worker-timeout={args.worker_timeout:g} must be positive (seconds)")
+    args.port = free_port(args.port)
     threads = worker_threads(args.threads, args.workers)
     backend = load_backend(args.backend, threads)
     dist = load_distributed(args.backend)
-    mode = check_mode(args.backend, args.mode, dist.MODE)
     if args.device.strip().lower() != "cpu":
         gpus = [d for d in backend.devices() if d.startswith("gpu")]
         if len(gpus) < args.workers:
@@ -137,7 +139,7 @@ def worker_argv(command: str, args: argparse.Namespace, mode: str, threads: int,
 
 
 def start(command: str, args: argparse.Namespace, dist, mode: str, threads: int, folder: Path) -> Group:
-    port = free_port(args.port)
+    port = args.port  # checked free (or picked) by check_request
     launch = dist.launch(args.workers, port, args.device)
     group = Group(folder, args.worker_timeout, gated=getattr(args, "gate", False))
     quiet_env = {"PYTHONUNBUFFERED": "1"}
