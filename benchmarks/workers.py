@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data-parallel workers (each framework's own engine; see README)")
     g.add_argument("--workers", type=int, default=1,
                    help="worker processes, each training on batch_size/N sequences of every batch (default 1)")
-    g.add_argument("--port", type=int, default=0, help="loopback port for the workers' rendezvous (default: a free one)")
+    g.add_argument("--port", type=int, default=0,
+                   help="loopback port for the workers' rendezvous (default: a free one)")
     g.add_argument("--worker-timeout", type=float, default=600.0, metavar="S",
                    help="seconds without progress from any worker before the run is ended as a hang (default 600)")
 
@@ -260,7 +261,8 @@ def compare(backend, spec: RunSpec, args, mode: str, got) -> dict:
     return {
         "vs_single": {"loss": abs(float(got["loss"]) - loss) / abs(loss), "grads": worst({"grad": grads}),
                       "params": worst({"param": after})},
-        "vs_reference": {"loss": abs(float(got["loss"]) - ref_loss) / abs(ref_loss), "grads": worst({"grad": ref_grads})},
+        "vs_reference": {"loss": abs(float(got["loss"]) - ref_loss) / abs(ref_loss),
+                         "grads": worst({"grad": ref_grads})},
         "tolerance": reference.PARITY_TOLERANCE[spec.train.dtype], "shape": X.shape,
     }
 
@@ -269,7 +271,8 @@ def print_parity(backend: str, mode: str, workers: int, engine: str, result: dic
     tol, ok = result["tolerance"], True
     print(f"{backend} ({mode} mode, {workers} workers, {engine}): batch {result['shape'][0]}x{result['shape'][1]}, "
           f"{result['shape'][0] // workers} sequences per worker; tolerance {tol:.0e}")
-    for against, errs in (("one process, whole batch", result["vs_single"]), ("numpy reference", result["vs_reference"])):
+    sides = (("one process, whole batch", result["vs_single"]), ("numpy reference", result["vs_reference"]))
+    for against, errs in sides:
         parts = [f"loss {errs['loss']:.2e}", f"gradients {errs['grads'][0]:.2e} ({errs['grads'][1]})"]
         if "params" in errs:
             parts.append(f"parameters after {PARITY_STEPS} steps {errs['params'][0]:.2e} ({errs['params'][1]})")

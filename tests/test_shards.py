@@ -31,7 +31,7 @@ def test_a_worker_keeps_the_same_rows_across_batches():
     worker must get row i every time."""
     batches = [_batch(offset=100 * k) for k in range(3)]
     mine = list(shards(batches, 1, 2))
-    for (X, _), (full, _) in zip(mine, batches):
+    for (X, _), (full, _) in zip(mine, batches, strict=True):
         np.testing.assert_array_equal(X, full[4:8])
 
 

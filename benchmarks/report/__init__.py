@@ -40,6 +40,7 @@ from benchmarks.report.tables import (
     throughput_table,
     time_to_quality_table,
 )
+from benchmarks.report.workers import workers_blocks, workers_table
 
 DEFAULT_RESULTS = Path("results/runs")
 DEFAULT_OUT = Path("results")
@@ -234,7 +235,7 @@ def build_report(results_dir: Path, out_dir: Path, since: str | None = None, com
     frames = {"throughput": throughput_table(runs), "reproduction": reproduction_table(runs),
               "time_to_quality": time_to_quality_table(runs), "environments": environments_table(runs),
               "scaling": tables.scaling_table(tagged, pd.concat([runs, tagged], ignore_index=True)),
-              "microbench": tables.microbench_table(benches)}
+              "microbench": tables.microbench_table(benches), "workers": workers_table(runs)}
     for name, table in frames.items():
         table.to_csv(out_dir / f"{name}.csv", index=False)
     plots = write_plots(runs, out_dir / "plots")
@@ -244,7 +245,7 @@ def build_report(results_dir: Path, out_dir: Path, since: str | None = None, com
               + _throughput_blocks(frames["throughput"], plots, out_dir)
               + _reproduction_blocks(frames["reproduction"]) + _quality_blocks(frames["time_to_quality"])
               + _environment_blocks(frames["environments"])
-              + _scaling_blocks(frames["scaling"], scaling_plots, out_dir)
+              + _scaling_blocks(frames["scaling"], scaling_plots, out_dir) + workers_blocks(frames["workers"], out_dir)
               + _micro_blocks(frames["microbench"], micro_dir) + _sample_blocks(samples_table(runs)))
     if skipped:
         blocks += [("h", 2, "Skipped input"), ("list", skipped)]

@@ -148,6 +148,8 @@ def flatten(record: dict) -> dict[str, Any]:
                                              "time_to_target_s")},
         "samples": record.get("samples") or {}, "env": env, "git_commit": env.get("git_commit") or "",
         "framework_version": framework.get("version", "?"),
+        "workers": int(record.get("workers") or 1), "engine": record.get("engine") or "",
+        "comm_s": _num((record.get("comm") or {}).get("allreduce_s")),
     }
 
 
