@@ -199,11 +199,20 @@ def cmd_run(args: argparse.Namespace, spec: RunSpec, book: dict) -> int:
     record = finish_record(record, outcome, args.workers, dist.engine(args.device), threads, extra)
     append_record(results_file(req), record)
     print(describe_run(record))
+    print(describe_workers(record))
     if record["status"] != "error":
         shutil.rmtree(folder, ignore_errors=True)  # logs are kept when something failed
     else:
         print(f"error: {record['error']}", file=sys.stderr)
     return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
+
+
+def describe_workers(record: dict) -> str:
+    comm = record.get("comm")
+    line = (f"{'workers':>23s}  {record['workers']} x {record['worker_threads']} thread(s), {record['engine']}")
+    if comm:
+        line += f"; one all-reduce of the gradient ({comm['numel']:,} floats): {comm['allreduce_s'] * 1e3:.2f} ms"
+    return line
 
 
 def worker_record(folder: Path) -> dict | None:

@@ -32,6 +32,7 @@ from backends.jax_flax.backend import MODES, JaxBackend
 from backends.jax_flax.model import JaxModel
 from common.shards import shard, shards
 
+COORDINATOR = "RNNBENCH_COORDINATOR"  # host:port of process 0 (default: loopback, the launcher's port)
 MODE = DATA_PARALLEL_MODE["jax"]  # "scan": each layer its own lax.scan
 
 
@@ -49,7 +50,8 @@ def join(timeout_s: float) -> tuple[int, int]:
     """Join the coordinator (process 0 runs it) with gloo CPU collectives."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     rank, workers = int(os.environ[RANK]), int(os.environ[WORKERS])
-    jax.distributed.initialize(f"{LOOPBACK}:{os.environ[PORT]}", num_processes=workers, process_id=rank,
+    address = os.environ.get(COORDINATOR) or f"{LOOPBACK}:{os.environ[PORT]}"  # another host's, across machines
+    jax.distributed.initialize(address, num_processes=workers, process_id=rank,
                                initialization_timeout=int(timeout_s), heartbeat_timeout_seconds=int(timeout_s),
                                shutdown_timeout_seconds=int(timeout_s))
     return jax.process_index(), jax.process_count()
