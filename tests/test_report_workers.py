@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 
-pytest.importorskip("pandas")
+pd = pytest.importorskip("pandas")
 pytest.importorskip("scipy")
 pytest.importorskip("matplotlib")
 
