@@ -51,7 +51,9 @@ def join(timeout_s: float) -> tuple[int, int]:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     rank, workers = int(os.environ[RANK]), int(os.environ[WORKERS])
     address = os.environ.get(COORDINATOR) or f"{LOOPBACK}:{os.environ[PORT]}"  # another host's, across machines
-    jax.distributed.initialize(address, num_processes=workers, process_id=rank,
+    device = base.parse_device(os.environ.get("RNNBENCH_DEVICE", "cpu"))
+    local = None if device.kind == "cpu" else [device.index]  # one GPU per process
+    jax.distributed.initialize(address, num_processes=workers, process_id=rank, local_device_ids=local,
                                initialization_timeout=int(timeout_s), heartbeat_timeout_seconds=int(timeout_s),
                                shutdown_timeout_seconds=int(timeout_s))
     return jax.process_index(), jax.process_count()
