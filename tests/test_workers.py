@@ -134,3 +134,13 @@ def test_a_port_in_use_is_a_one_line_error(backend, data_dir):
         done = cli("parity", "--backend", backend, "--workers", "2", "--port", str(port), *TINY, data_dir=data_dir)
     assert done.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in done.stderr, done.stderr
     assert "leave --port out" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_gpu_workers_need_one_gpu_each(backend, data_dir):
+    """This machine's frameworks see no GPU: a clear one-line refusal, nothing started."""
+    if any(d.startswith("gpu") for d in loaded(backend).devices()):
+        pytest.skip("this machine has a GPU")
+    done = cli("run", "--backend", backend, "--workers", "2", "--device", "gpu", *TINY, data_dir=data_dir)
+    assert done.returncode == 2 and "needs 2 GPUs (one per worker)" in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]  # MXNet logs its engine
+    assert len(errors) == 1 and "use --device cpu" in errors[0] and "started" not in done.stderr
