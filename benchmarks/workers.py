@@ -236,7 +236,9 @@ def finish_record(record: dict, outcome: Outcome, workers: int, engine: str, thr
     if outcome.status != "ok":
         said = record.get("error")
         record["status"] = outcome.status
-        record["error"] = outcome.message + (f" (worker 0 said: {said})" if said and said != outcome.message else "")
+        done = f" after {len(record['epochs'])} of {record['spec']['train']['epochs']} epochs"
+        record["error"] = (outcome.message.replace(";", done + ";", 1)
+                           + (f" (worker 0 said: {said})" if said and said != outcome.message else ""))
     return record
 
 
