@@ -327,6 +327,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
         "campaign": campaign_of(req, state.epochs),
         "status": state.status, "error": state.error,
         "backend": backend.name, "mode": model.mode, "mode_default": model.mode == backend.default_mode,
+        "track": backend.track_of(model.mode), "mode_description": backend.describe_mode(model.mode),
         "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},
         "preset": req.preset, "tag": req.tag, "threads": env["framework"].get("threads"),
         "spec": req.spec.to_dict(), "book": req.book,

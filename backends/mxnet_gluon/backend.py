@@ -26,14 +26,25 @@ _OMP_THREADS_AT_IMPORT = _import_threads()
 
 
 @dataclass(frozen=True)
-class Mode:
-    """What a mode changes (the package docstring says why)."""
+class Mode(base.ModeInfo):
+    """What a mode changes (the package docstring says why), with its track and description."""
 
     hybridize: bool = False  # the blocks and the loss compiled by hybridize(static_alloc, static_shape)
     book: bool = False  # d2l 0.17's own model and training loop (model.BookModel)
+    library: bool = False  # Gluon's own rnn layer, gluon.Trainer and gluon.utils.clip_global_norm
 
 
-MODES = {"imperative": Mode(), "hybridized": Mode(hybridize=True), "book": Mode(book=True)}
+MODES = {
+    "imperative": Mode("tuned", "FlatRNN (one flat parameter buffer, no per-step re-packing), device-side "
+                                "clipping folded into one fused multi-SGD update; not hybridized"),
+    "hybridized": Mode("tuned", "as imperative, with the blocks and loss hybridized (static_alloc, "
+                                "static_shape)", hybridize=True),
+    "gluon": Mode("out-of-box", "Gluon rnn.LSTM/GRU/RNN and loss hybridized (static_alloc, static_shape) + "
+                                "gluon.Trainer + gluon.utils.clip_global_norm (no host check)",
+                  hybridize=True, library=True),
+    "book": Mode("book", "d2l 0.17's RNNModel and train_epoch_ch8: Gluon rnn layers, imperative, the book's "
+                         "grad_clipping (host norm) and float(loss) every step", book=True),
+}
 
 
 class MXNetBackend(base.Backend):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backends.base import Backend, Device, best_flops, parse_device
+from backends.base import Backend, Device, ModeInfo, best_flops, parse_device
 from backends.pytorch import recurrence
 from backends.pytorch.model import TorchModel
 from common.params import Params
@@ -24,15 +24,26 @@ def _sync(result: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Mode:
-    """What a mode changes (the package docstring says why)."""
+class Mode(ModeInfo):
+    """What a mode changes (the package docstring says why), with its track and description."""
 
     written_out: bool = False  # GRU/RNN layers as recurrence.StackedRecurrent on the CPU
     compiled: bool = False  # forward pass and loss under torch.compile
     book: bool = False  # d2l 0.17's training loop, with its per-step host syncs
+    library_clip: bool = False  # torch.nn.utils.clip_grad_norm_ instead of the project's device-side clip
 
 
-MODES = {"eager": Mode(written_out=True), "nn": Mode(), "compile": Mode(compiled=True), "book": Mode(book=True)}
+MODES = {
+    "eager": Mode("tuned", "nn.LSTM; on the CPU GRU/RNN as hand-written BPTT on packed oneDNN matmuls "
+                           "(recurrence.py); clipping by one foreach norm on the device; torch.optim SGD/Adam "
+                           "(foreach)", written_out=True),
+    "nn": Mode("out-of-box", "nn.LSTM/GRU/RNN + torch.optim (foreach) + torch.nn.utils.clip_grad_norm_",
+                library_clip=True),
+    "compile": Mode("tuned", "nn.LSTM/GRU/RNN with the one-hot, output layer and loss under torch.compile "
+                             "(inductor); device-side clipping", compiled=True),
+    "book": Mode("book", "d2l 0.17's train_epoch_ch8: nn layers, the book's grad_clipping (norm compared on "
+                         "the host) and float(loss) every step", book=True),
+}
 
 
 class TorchBackend(Backend):
