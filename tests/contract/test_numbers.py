@@ -4,6 +4,8 @@ clipping on or off, SGD and Adam), evaluation, prediction and the recurrent laye
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,29 @@ def test_training_variants_track_reference(backend, mode, variant, dtype):
     if mode == "compile":
         pytest.skip("torch.compile takes seconds per graph: its steps are `nn`'s")
     check_training(backend, mode, "lstm", variant, dtype)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.3), ("adam", 0.002)])
+def test_set_learning_rate_applies_to_later_steps(backend, mode, optimizer, lr):
+    """`_set_learning_rate(lr)` (the hook issue 14's LanguageModel.set_learning_rate
+    calls): the steps after it train as the reference does at `lr` (SGD, which has no
+    state to carry), and so does a fresh start by set_params (Adam too)."""
+    if mode == "compile":
+        pytest.skip("torch.compile takes seconds per graph: its optimizer is `nn`'s")
+    spec = make_spec("lstm", optimizer=optimizer, lr=1.0 if optimizer == "sgd" else 0.01)
+    model = backend.build(spec, VOCAB, "cpu", init_params(spec.model, VOCAB, seed=9), mode)
+    data = batches(200, 6)
+    model.train_epoch(data[:1])  # the optimizer has stepped before the change
+    start = model.get_params()
+    want, final = reference.train_trajectory(as64(start), spec.model, replace(spec.train, lr=lr), data[1:],
+                                             clip_epsilon(model))
+    model._set_learning_rate(lr)
+    for restart in ((False, True) if optimizer == "sgd" else (True,)):
+        if restart:
+            model.set_params(start)  # fresh optimizer state, same learning rate
+        stats = model.train_epoch(data[1:])
+        assert abs(stats.loss_sum / stats.tokens - np.mean(want)) / np.mean(want) <= TRAIN_TOLERANCE["float32"]
+        assert worst_error(model.get_params(), final) <= 10 * TRAIN_TOLERANCE["float32"]
 
 
 def test_the_training_variants_differ():
