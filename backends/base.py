@@ -247,9 +247,16 @@ class Backend(ABC):
         """The model, from checked arguments."""
 
     def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
-        """Best-of float32 FLOP/s of an n x n matmul on `device`, synchronised: the
-        ceiling that training throughput is measured against."""
+        """Best-of float32 FLOP/s of the framework's plain n x n matmul (`a @ b`,
+        `nd.dot`, `jnp.dot`: the same choice in every framework) on `device`,
+        synchronised: the campaign's ceiling is the best of these over its frameworks."""
         raise NotImplementedError(f"{self.name} does not measure a matmul peak")
+
+    def matmul_peaks(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> dict[str, float]:
+        """FLOP/s of each float32 matmul this framework offers (its `plain` one first,
+        then e.g. the library its recurrent kernels call): the framework's `own peak` is
+        the best of them, shown beside the ceiling and never mixed into it."""
+        return {"plain": self.matmul_peak(device, n, repeats)}
 
     def device_name(self, device: str) -> str | None:
         """A GPU's model name; None for the CPU (the harness reads the CPU model)."""

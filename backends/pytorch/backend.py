@@ -71,16 +71,22 @@ class TorchBackend(Backend):
         }
 
     def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
-        """The faster of PyTorch's two float32 matmuls: `a @ b` (MKL on the CPU, which
-        takes its AVX2 path on AMD CPUs) and, on the CPU, oneDNN's with the weight
-        packed (AVX-512 where the CPU has it), which the recurrent kernels use."""
+        """PyTorch's plain float32 `a @ b` (MKL on the CPU, which takes its AVX2 path on
+        AMD CPUs; cuBLAS on a GPU), synchronised."""
         dev = _torch_device(parse_device(device))
         a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-        peak = best_flops(lambda: _sync(a @ b, dev), 2 * n**3, repeats)
+        return best_flops(lambda: _sync(a @ b, dev), 2 * n**3, repeats)
+
+    def matmul_peaks(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> dict[str, float]:
+        """`plain` (`a @ b`) and, on the CPU, oneDNN's matmul with the weight packed
+        (AVX-512 where the CPU has it), which the written-out recurrent kernels use."""
+        peaks = {"plain": self.matmul_peak(device, n, repeats)}
+        dev = _torch_device(parse_device(device))
         if dev.type == "cpu" and recurrence.ONEDNN:
+            a, b = torch.randn(n, n), torch.randn(n, n)
             packed = recurrence.PackedLinear(b, rows=n)
-            peak = max(peak, best_flops(lambda: packed(a), 2 * n**3, repeats))
-        return peak
+            peaks["onednn_packed"] = best_flops(lambda: packed(a), 2 * n**3, repeats)
+        return peaks
 
     def device_name(self, device: str) -> str | None:
         dev = parse_device(device)
