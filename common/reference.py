@@ -27,6 +27,23 @@ State = tuple[np.ndarray, ...]
 PARITY_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
+# Elementwise (rtol, atol) for float32 gradients against this float64 reference: every
+# entry within atol + rtol * |reference entry|, as np.allclose, so a small entry far off
+# cannot hide under a tensor's large ones (as it can under relative_error). atol is in
+# gradient units: a gradient of the mean loss over B*T tokens (1,120 at d2l-deep-lstm's
+# shape) sums O(1) terms that cancel (softmax minus one-hot), whose float32 rounding
+# leaves ~1e-10 after the mean; 1e-9 covers entries at that level, and every larger
+# entry must be within 0.1%.
+ELEMENTWISE_TOLERANCE = {"float32": (1e-3, 1e-9)}
+
+
+def elementwise_excess(got, want, rtol: float, atol: float) -> float:
+    """max over entries of |got - want| / (atol + rtol * |want|): at most 1 when every
+    entry passes np.allclose(got, want, rtol, atol), however small the entry."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.max(np.abs(got - want) / (atol + rtol * np.abs(want)))) if want.size else 0.0
+
+
 def relative_error(got, want) -> float:
     """Largest absolute difference over the largest magnitude of `want`."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)

@@ -5,12 +5,15 @@ clipping on or off, SGD and Adam), evaluation, prediction and the recurrent laye
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
 import numpy as np
 import pytest
 
+from benchmarks import parity
 from common import reference
 from common.params import init_params
+from common.specs import load_preset
 from contract.cases import BATCH, DTYPES, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error
 
 STRUCTURES = {"stack": {}, "single": dict(layers=1), "bidirectional": dict(bidirectional=True),
@@ -31,6 +34,28 @@ def test_other_structures_match_reference(backend, mode, structure):
     """Single layers, bidirectional stacks and embedded inputs: plumbing around the cell,
     so the GRU stands for all three cells."""
     check_loss_and_grads(backend, mode, "gru", structure, "float32")
+
+
+@lru_cache(maxsize=1)
+def benchmark_shape_case():
+    """d2l-deep-lstm's model and batch shape (2 x 256 LSTM, V 28, 32 x 35), float32, a
+    seeded batch, and the float64 reference's loss and gradients (worked out once)."""
+    spec, vocab = load_preset("d2l-deep-lstm")[0], 28
+    rng = np.random.RandomState(13)
+    X, Y = (rng.randint(0, vocab, (spec.train.batch_size, spec.train.num_steps)).astype(np.int32) for _ in "XY")
+    want = reference.loss_and_grads(as64(parity.reference_params(spec, vocab)), spec.model, X, Y)[:2]
+    return spec, vocab, X, Y, want
+
+
+def test_benchmark_shape_matches_reference_elementwise(backend, mode):
+    """At the shape the benchmarks time, float32 loss and every gradient entry against the
+    float64 reference, elementwise (reference.ELEMENTWISE_TOLERANCE, as np.allclose)."""
+    spec, vocab, X, Y, want = benchmark_shape_case()
+    assert spec.train.dtype == "float32" and X.shape == (32, 35) and spec.model.num_hiddens == 256
+    result = parity.compare(backend, spec, vocab, X, Y, "cpu", mode, want)
+    assert result["loss"] <= TOLERANCE["float32"]
+    assert max(result["elementwise"].values()) <= 1.0, result["elementwise"]
+    assert parity.passes(result)
 
 
 def check_loss_and_grads(backend, mode, cell, structure, dtype):
