@@ -20,6 +20,7 @@ from common.corpus import load_corpus
 from common.params import init_params
 from common.specs import RunSpec
 
+
 def check(backend_name: str, spec: RunSpec, device: str, data_dir: str | None, threads: int | None,
           mode: str | None = None) -> dict:
     """Errors of the loss and of each gradient tensor, for the model built in `mode`
