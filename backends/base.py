@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -102,6 +103,29 @@ def check_batch(X: np.ndarray, Y: np.ndarray | None, vocab_size: int) -> None:
     check_ids(X, vocab_size, "batch inputs")
     if Y is not None:
         check_ids(np.asarray(Y), vocab_size, "batch targets")
+
+
+TRACKS = ("out-of-box", "tuned", "book")
+TRACK_MEANING = {
+    "out-of-box": "the framework as its documentation and the book teach it: its own recurrent layers, optimizer "
+                  "and clipping, no project kernels",
+    "tuned": "the fastest this project makes the framework go; every trick is named in the mode's description",
+    "book": "d2l's own training loop as the book wrote it (per-step host syncs), on the book's library layers",
+}
+
+
+@dataclass(frozen=True)
+class ModeInfo:
+    """What every backend's `Mode` row says about itself: its track (one of TRACKS)
+    and a one-line description naming each trick (or library call) it uses. Backends
+    subclass it (or give their own `Mode` these two fields) and add their settings."""
+
+    track: str = "tuned"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.track not in TRACKS:
+            raise ValueError(f"track {self.track!r} is not one of {', '.join(TRACKS)}")
 
 
 class LanguageModel(ABC):
@@ -223,16 +247,62 @@ class Backend(ABC):
         """The model, from checked arguments."""
 
     def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
-        """Best-of float32 FLOP/s of an n x n matmul on `device`, synchronised: the
-        ceiling that training throughput is measured against."""
+        """Best-of float32 FLOP/s of the framework's plain n x n matmul (`a @ b`,
+        `nd.dot`, `jnp.dot`: the same choice in every framework) on `device`,
+        synchronised: the campaign's ceiling is the best of these over its frameworks."""
         raise NotImplementedError(f"{self.name} does not measure a matmul peak")
+
+    def matmul_peaks(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> dict[str, float]:
+        """FLOP/s of each float32 matmul this framework offers (its `plain` one first,
+        then e.g. the library its recurrent kernels call): the framework's `own peak` is
+        the best of them, shown beside the ceiling and never mixed into it."""
+        return {"plain": self.matmul_peak(device, n, repeats)}
 
     def device_name(self, device: str) -> str | None:
         """A GPU's model name; None for the CPU (the harness reads the CPU model)."""
         return None
 
+    @property
+    def mode_table(self) -> dict[str, Any]:
+        """The backend module's `MODES` table (mode name -> its frozen `Mode` row)."""
+        return sys.modules[type(self).__module__].MODES
+
+    def track_of(self, mode: str) -> str:
+        """The track ("out-of-box", "tuned" or "book") of one of this backend's modes."""
+        row = self.mode_table[mode]
+        track = getattr(row, "track", None)
+        if track not in TRACKS:
+            raise SpecError(f"{self.name} mode {mode!r} has no track (give its Mode a `track`, one of "
+                            f"{', '.join(TRACKS)})")
+        return track
+
+    def describe_mode(self, mode: str) -> str:
+        return getattr(self.mode_table[mode], "description", "") or ""
+
+    def mode_for(self, track: str) -> str | None:
+        """The mode that stands for `track` in this backend: for `tuned` the default mode
+        (the fastest), otherwise the first mode of that track in `MODES`; None if none."""
+        if track not in TRACKS:
+            raise SpecError(f"unknown track {track!r}; choose one of: {', '.join(TRACKS)}")
+        if track == "tuned":
+            return self.default_mode
+        return next((m for m in self.modes if self.track_of(m) == track), None)
+
+    def track_modes(self) -> dict[str, str]:
+        """track -> the mode standing for it, for the tracks this backend has."""
+        found = {track: self.mode_for(track) for track in TRACKS}
+        return {track: mode for track, mode in found.items() if mode is not None}
+
     def check_mode(self, mode: str | None) -> str:
+        """A mode name, or a track name standing for that track's mode (so a campaign can
+        ask every backend for `tuned` and `out-of-box` alike); None: the default mode."""
         mode = mode or self.default_mode
+        if mode not in self.modes and mode in TRACKS:
+            found = self.mode_for(mode)
+            if found is None:
+                raise SpecError(f"{self.name} has no {mode!r} mode; its tracks: {', '.join(self.track_modes())}")
+            return found
         if mode not in self.modes:
-            raise SpecError(f"{self.name} has no mode {mode!r}; choose one of: {', '.join(self.modes)}")
+            raise SpecError(f"{self.name} has no mode {mode!r}; choose one of: {', '.join(self.modes)} "
+                            f"(or a track: {', '.join(self.track_modes())})")
         return mode

@@ -28,7 +28,7 @@ from pathlib import Path
 from backends import BACKENDS
 from backends.distributed import DATA_PARALLEL_MODE
 from benchmarks import rounds as pipe
-from benchmarks.suites import PlanError, default_rounds, plan
+from benchmarks.suites import PlanError, default_rounds, has_track, plan, suite_tracks
 from common.errors import RnnbenchError, SpecError
 from common.records import iter_records, new_campaign_id, new_run_id
 
@@ -45,6 +45,11 @@ class Contender:
     checkout: str = ""  # a name for another source tree (`--checkout NAME=DIR`), "" for this one
     tree: Path = REPO
     workers: int | None = None  # data-parallel workers (`--workers 1,2`); None: a plain run
+
+    @property
+    def framework(self) -> str:
+        """Its framework in its checkout: a matmul peak is measured once per framework."""
+        return self.backend + (f"@{self.checkout}" if self.checkout else "")
 
     @property
     def label(self) -> str:
@@ -155,11 +160,11 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
     children = []
     try:
         for contender in contenders:
-            child = start(contender, args, opts, campaign, contender.label not in peaked, scratch)
+            child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch)
             if child.wait_message() == "exit":
                 say(f"  {contender.label}: did not start: {child.last_error()}")
                 continue
-            peaked.add(contender.label)
+            peaked.add(contender.framework)
             children.append(child)
         total = max((c.rounds for c in children), default=0)
         for r in range(1, total + 1):
@@ -192,13 +197,17 @@ def load_records(results: Path, run_ids: set[str]) -> dict[str, dict]:
     return {r["run_id"]: r for r in iter_records(results) if r.get("run_id") in run_ids} if results.exists() else {}
 
 
-def contenders_from(opts: argparse.Namespace) -> list[Contender]:
-    """--python BACKEND=PATH (default: every backend with this Python), --modes, --checkout."""
+def contenders_from(opts: argparse.Namespace, rest: list[str] = ()) -> list[Contender]:
+    """--python BACKEND=PATH (default: every backend with this Python), --modes (default:
+    the suite's tracks, see suites.SUITE_TRACKS, else each backend's default; with
+    --workers, each backend's data-parallel mode), --checkout, --workers."""
     pythons = dict(_pairs(opts.python, "--python", "BACKEND=PATH")) or {b: sys.executable for b in BACKENDS}
     unknown = sorted(set(pythons) - set(BACKENDS))
     if unknown:
         raise SpecError(f"--python names unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     modes = [m.strip() for m in opts.modes.split(",")] if opts.modes is not None else [None]
+    if opts.modes is None and opts.workers is None and suite_tracks(list(rest)):
+        modes = list(suite_tracks(list(rest)))
     if any(m == "" for m in modes):
         raise SpecError(f"--modes {opts.modes!r} has an empty name; give modes separated by commas (see `list`)")
     trees = [("", REPO)] + [(name, Path(d).resolve()) for name, d in _pairs(opts.checkout, "--checkout", "NAME=DIR")]
@@ -207,7 +216,8 @@ def contenders_from(opts: argparse.Namespace) -> list[Contender]:
             raise SpecError(f"--checkout {name}={tree} is not an rnnbench checkout with campaigns "
                             "(no benchmarks/rounds.py); give a checkout of this version or later")
     return [Contender(b, py, m or (DATA_PARALLEL_MODE[b] if w else None), name, tree, w)
-            for name, tree in trees for b, py in pythons.items() for m in modes for w in worker_counts(opts.workers)]
+            for name, tree in trees for b, py in pythons.items() for m in modes if has_track(b, m)
+            for w in worker_counts(opts.workers)]
 
 
 def worker_counts(text: str | None) -> list[int | None]:
@@ -271,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
-    contenders = contenders_from(opts)
+    contenders = contenders_from(opts, rest)
     opts.rounds = default_rounds(rest) if opts.rounds is None else opts.rounds
     if opts.rounds < 1:
         raise SpecError(f"--rounds={opts.rounds} must be at least 1")

@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     _spec_arguments(parity)
     report = sub.add_parser("report", help="turn recorded runs into tables and plots (needs pandas, matplotlib)")
     _report_arguments(report)
-    sub.add_parser("list", help="presets, backends and devices")
+    listing = sub.add_parser("list", help="presets, backends, devices, and each backend's modes with their track")
+    listing.add_argument("--json", action="store_true", help="the same as one JSON object on stdout")
     sub.add_parser("campaign", add_help=False,
                    help="a suite in every backend, interleaved round by round (`campaign --help`)")
     compare = sub.add_parser("compare", help="two campaigns side by side: NEW over BASE per preset, backend, mode")
@@ -164,13 +165,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from benchmarks.summary import describe_environment
+    """Presets and backends (their modes: track, description, default); `--json` gives
+    {"presets": [{name, description}], "tracks": {track: meaning}, "backends": [...]}."""
+    import json
 
+    from backends.base import TRACK_MEANING
+    from benchmarks.summary import backend_listing, describe_environment
+
+    presets = [{"name": name, "description": load_preset(name)[1].get("description", "")} for name in preset_names()]
+    listings = [backend_listing(name) for name in BACKENDS]
+    if args.json:
+        print(json.dumps({"presets": presets, "tracks": TRACK_MEANING, "backends": listings}, indent=1))
+        return 0
     print("presets:")
-    for name in preset_names():
-        _, meta = load_preset(name)
-        print(f"  {name:16s} {meta.get('description', '')}")
-    print(describe_environment())
+    for p in presets:
+        print(f"  {p['name']:16s} {p['description']}")
+    print("tracks:")
+    for track, meaning in TRACK_MEANING.items():
+        print(f"  {track:12s} {meaning}")
+    print(describe_environment(listings))
     return 0
 
 

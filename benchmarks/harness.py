@@ -73,7 +73,8 @@ class RunState:
     status: str = "ok"
     error: str | None = None
     samples: dict[str, str] = field(default_factory=dict)
-    peak_flops: float | None = None
+    peak_flops: float | None = None  # the plain matmul (the ceiling's choice)
+    peaks: dict[str, float] = field(default_factory=dict)  # every matmul the framework offers
     vocab_size: int = 0
 
 
@@ -107,7 +108,8 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
                                  f"(loading data, framework or model): nothing was recorded") from None
         state = RunState(vocab_size=len(corpus.vocab))
         try:
-            state.peak_flops = measure_peak(backend, req.device) if req.measure_peak else None
+            state.peaks = measure_peaks(backend, req.device) if req.measure_peak else {}
+            state.peak_flops = state.peaks.get("plain")
             train(model, corpus, req.spec, valid, state, on_epoch, round_gate(req))
             if state.status == "ok":
                 state.samples = samples(model, corpus, req.spec)
@@ -197,12 +199,13 @@ def check_results_writable(path: Path) -> None:
         raise ResultsUnwritable(f"cannot write records to {path} ({exc.strerror}): {fix}") from None
 
 
-def measure_peak(backend: Backend, device: str) -> float | None:
-    """The device's float32 matmul FLOP/s in this framework, best of a few."""
+def measure_peaks(backend: Backend, device: str) -> dict[str, float]:
+    """The device's float32 matmul FLOP/s in this framework, best of a few, for each
+    matmul it offers (`plain` is the one every framework has; {} if none)."""
     try:
-        return backend.matmul_peak(device, n=4096, repeats=3)
+        return backend.matmul_peaks(device, n=4096, repeats=3)
     except NotImplementedError:
-        return None
+        return {}
 
 
 def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageModel:
@@ -325,11 +328,13 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs))
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
     summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))
+    summary.update(peak_flops_own=max(state.peaks.values()) if state.peaks else None, peaks=state.peaks)
     record = {
         "schema": SCHEMA, "run_id": req.run_id or new_run_id(), "timestamp": utc_now(),
         "campaign": campaign_of(req, state.epochs),
         "status": state.status, "error": state.error,
         "backend": backend.name, "mode": model.mode, "mode_default": model.mode == backend.default_mode,
+        "track": backend.track_of(model.mode), "mode_description": backend.describe_mode(model.mode),
         "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},
         "preset": req.preset, "tag": req.tag, "threads": env["framework"].get("threads"),
         "spec": req.spec.to_dict(), "book": req.book,

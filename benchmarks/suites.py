@@ -1,7 +1,9 @@
 """Named sets of runs for `nox -s bench -- --suite NAME` (pure Python: the noxfile
 imports it before any venv exists).
 
-`default` is the quick answer (LSTM and GRU in every backend, minutes); `book` runs
+`default` is the quick answer (LSTM and GRU in every backend, minutes), each backend
+in each track (`SUITE_TRACKS`: out-of-box, tuned, and the book's loop where the book
+has one), so every contender is a backend x mode; `book` runs
 the book's configurations in full, plus the book's own training loops (mode `book`)
 for 30 epochs as the throughput baseline those loops set on this machine; `scaling`
 varies one size at a time around quick-lstm/quick-gru (see `scaling_runs`).
@@ -66,7 +68,12 @@ SUITES: dict[str, list[dict]] = {
 
 # Rounds per preset when --rounds is not given: enough paired rounds for a confidence
 # interval, each round still several epochs long (a book preset's 500 epochs: 50 each).
-SUITE_ROUNDS = {"default": 20, "book": 10, "smoke": 2, "scaling": 2}
+SUITE_ROUNDS = {"default": 10, "book": 10, "smoke": 2, "scaling": 2}
+# The tracks (backends.base.TRACKS) a suite runs every backend in, as contenders of one
+# campaign (`run --mode TRACK` builds that track's mode); a suite not named here runs
+# each backend's default mode. `book` only where the book has a loop (BOOK_BACKENDS).
+SUITE_TRACKS = {"default": ("tuned", "out-of-box", "book")}
+BOOK_BACKENDS = ("pytorch", "mxnet")
 DEFAULT_ROUNDS = 7
 BACKEND_NAMES = ("pytorch", "mxnet", "jax")  # backends.BACKENDS, without importing it here
 
@@ -85,6 +92,16 @@ def suite_of(posargs: list[str]) -> str | None:
 
 def default_rounds(posargs: list[str]) -> int:
     return SUITE_ROUNDS.get(suite_of(posargs) or "", DEFAULT_ROUNDS)
+
+
+def suite_tracks(posargs: list[str]) -> tuple[str, ...] | None:
+    """The tracks the suite runs every backend in; None: each backend's default mode."""
+    return SUITE_TRACKS.get(suite_of(posargs) or "")
+
+
+def has_track(backend: str, track: str | None) -> bool:
+    """Whether a backend runs in `track` (None, a mode name: let the run decide)."""
+    return track != "book" or backend in BOOK_BACKENDS
 
 
 def plan(backend: str, posargs: list[str]) -> list[list[str]]:

@@ -14,7 +14,9 @@ def describe_run(record: dict) -> str:
     s, dev = record["summary"], record["device"]
     where = f"{dev['kind']}{'' if dev['kind'] == 'cpu' else ':' + str(dev['index'])} ({dev['name']})"
     rows = [
-        ("run", f"{record['backend']} / {record['mode']} on {where}, {record['threads']} threads"),
+        ("run", f"{record['backend']} / {record['mode']}"
+                + (f" ({record['track']} track)" if record.get("track") else "")
+                + f" on {where}, {record['threads']} threads"),
         ("preset", f"{record['preset']}  status: {record['status']}"
                    + (f" ({record['error']})" if record["error"] else "")),
         ("epochs", f"{s['epochs_done']} of {record['spec']['train']['epochs']}"),
@@ -38,16 +40,33 @@ def describe_run(record: dict) -> str:
     return "\n".join(f"{k:>{width}}  {v}" for k, v in rows)
 
 
-def describe_environment() -> str:
-    """Backends importable in this Python, with their modes and devices."""
+def backend_listing(name: str) -> dict:
+    """One backend as data: version, devices, threads, and per mode its track, its
+    description and whether it is the default (or why the backend is unavailable)."""
+    try:
+        b = load_backend(name)
+    except BackendUnavailable as exc:
+        return {"name": name, "available": False, "reason": str(exc)}
+    env = b.environment()
+    modes = [{"mode": m, "track": b.track_of(m), "description": b.describe_mode(m), "default": m == b.default_mode}
+             for m in b.modes]
+    return {"name": name, "available": True, "version": env.get("version"), "devices": b.devices(),
+            "threads": env.get("threads"), "default_mode": b.default_mode, "tracks": b.track_modes(),
+            "modes": modes}
+
+
+def describe_environment(listings: list[dict] | None = None) -> str:
+    """Backends importable in this Python, with their devices and their modes (track,
+    description)."""
     lines = ["backends (in this Python environment):"]
-    for name in BACKENDS:
-        try:
-            b = load_backend(name)
-        except BackendUnavailable as exc:
-            lines.append(f"  {name:8s} unavailable: {exc}")
+    for item in listings if listings is not None else [backend_listing(n) for n in BACKENDS]:
+        name = item["name"]
+        if not item["available"]:
+            lines.append(f"  {name:8s} unavailable: {item['reason']}")
             continue
-        env = b.environment()
-        lines.append(f"  {name:8s} {env.get('version', '?')}; modes: {', '.join(b.modes)} (default {b.default_mode}); "
-                     f"devices: {', '.join(b.devices())}; threads {env.get('threads')}")
+        lines.append(f"  {name:8s} {item['version'] or '?'}; devices: {', '.join(item['devices'])}; "
+                     f"threads {item['threads']}; modes:")
+        for m in item["modes"]:
+            default = ", default" if m["default"] else ""
+            lines.append(f"    {m['mode']:12s} [{m['track']}{default}] {m['description']}")
     return "\n".join(lines)

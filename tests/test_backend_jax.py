@@ -1,5 +1,6 @@
 """JAX/Flax internals: compile counts, chunking, XLA's threads and flags, the wavefront
-recurrence. Everything the interface promises is checked for every mode by tests/contract."""
+recurrence, the modes' tracks, the `flax` mode's parameter map, the learning-rate hook.
+Everything the interface promises is checked for every mode by tests/contract."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("optax")
 
-from contract.cases import BATCH, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error  # noqa: E402
+from contract.cases import BATCH, HIDDEN, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error  # noqa: E402
 
 from backends import load_backend  # noqa: E402
 from backends.jax_flax import _xla_env  # noqa: E402
@@ -170,3 +171,113 @@ def test_wavefront_falls_back_to_the_per_layer_path(backend, change):
     losses = [backend.build(spec, VOCAB, "cpu", params, mode).train_epoch(data).loss_sum
               for mode in ("scan", "wavefront")]
     assert losses[0] == losses[1]
+
+
+# ---- modes: tracks, the out-of-box `flax` mode (backends/jax_flax/library.py) ----
+
+def test_every_mode_has_a_track_and_a_one_line_description():
+    from backends.jax_flax.backend import MODES
+    assert {name: mode.track for name, mode in MODES.items()} == {
+        "scan": "tuned", "scan-unroll": "tuned", "wavefront": "tuned", "flax": "out-of-box"}
+    for mode in MODES.values():
+        assert mode.description and "\n" not in mode.description
+    assert all("custom_vjp" in MODES[m].description for m in ("scan", "scan-unroll", "wavefront"))
+    with pytest.raises(ValueError, match="track 'fast' is not one of"):
+        dataclasses.replace(MODES["scan"], track="fast")
+
+
+def forward_primitives(model, X, Y) -> set[str]:
+    """The primitives of a model's forward loss, as traced (before differentiation)."""
+    import re
+    with model._context():
+        jaxpr = jax.make_jaxpr(lambda p: model.fns._loss(p, X, Y, None, None, False)[0])(model._params)
+    return set(re.findall(r"= ([a-z_]+)\[", str(jaxpr)))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_flax_mode_runs_no_project_kernel_and_the_tuned_modes_do(backend, cell):
+    """Swapping the out-of-box mode for a tuned one (or back) is visible in the traced program:
+    the tuned modes run this project's custom_vjp recurrences, the `flax` mode plain scans of
+    Flax's cells."""
+    spec = make_spec(cell)
+    params = init_params(spec.model, VOCAB, seed=1)
+    [(X, Y)] = batches(0)
+    for mode in backend.modes:
+        prims = forward_primitives(backend.build(spec, VOCAB, "cpu", params, mode), X, Y)
+        assert "scan" in prims
+        assert ("custom_vjp_call" in prims) == (mode != "flax"), mode
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_canonical_parameters_map_into_flax_layout_exactly(cell):
+    """`to_flax` gives Flax's own parameter tree (names, shapes) with the merged biases
+    b_ih + b_hh; `from_flax` inverts it where b_hh is zero (Flax's initialisation)."""
+    from flax.traverse_util import flatten_dict, unflatten_dict
+
+    from backends.jax_flax.library import FlaxLM, from_flax, to_carries, to_flax
+    from backends.jax_flax.library_model import zero_state
+    spec = make_spec(cell, bidirectional=True, input="embedding")
+    params = unflatten_dict(init_params(spec.model, VOCAB, seed=4), sep=".")
+    theirs = FlaxLM(spec.model, VOCAB, np.float32).init(
+        jax.random.key(0), np.zeros((1, 1), np.int32), to_carries(spec.model, zero_state(spec.model, 1, np.float32)))
+    mapped = to_flax(spec.model, params)
+    shapes = lambda tree: {k: np.shape(v) for k, v in flatten_dict(tree, sep=".").items()}  # noqa: E731
+    assert shapes(mapped) == shapes(theirs["params"])
+    p, f, h = params["rnn"]["l1"]["bwd"], mapped["rnn"]["l1_bwd"], HIDDEN
+    merged = {"lstm": ("hf", slice(h, 2 * h)), "gru": ("iz", slice(h, 2 * h)), "rnn": ("i", slice(0, h))}[cell]
+    np.testing.assert_array_equal(f[merged[0]]["bias"], p["b_ih"][merged[1]] + p["b_hh"][merged[1]])
+    np.testing.assert_array_equal(mapped["dense"]["kernel"], params["dense"]["w"].T)
+    zeroed = jax.tree.map(np.asarray, params)
+    for layer in zeroed["rnn"].values():
+        for direction in layer.values():
+            kept = slice(2 * h, 3 * h) if cell == "gru" else slice(0, 0)  # the GRU's b_hn has its own bias
+            b_hh = np.zeros_like(direction["b_hh"])
+            b_hh[kept] = direction["b_hh"][kept]
+            direction["b_hh"] = b_hh
+    back = from_flax(spec.model, to_flax(spec.model, zeroed))
+    for key, value in flatten_dict(zeroed, sep=".").items():
+        np.testing.assert_array_equal(flatten_dict(back, sep=".")[key], value)
+
+
+def test_flax_mode_compiles_once_and_steps_per_batch(backend):
+    """One jitted train step per batch (a Python loop, as the Flax examples): later epochs of
+    other lengths, evaluation and prediction reuse the first compilations."""
+    spec = make_spec(seed=103)
+    model = backend.build(spec, VOCAB, "cpu", init_params(spec.model, VOCAB, seed=1), "flax")
+    model.train_epoch(batches(0, 2))
+    model.evaluate(batches(1, 2))
+    model.predict([1, 2], 3)
+    with count_compiles() as compiles:
+        model.train_epoch(batches(2, 5))
+        model.evaluate(batches(3, 1))
+        model.predict([3, 1, 4], 4)
+    assert compiles == []
+    assert model.fns.train_step._cache_size() == 1
+
+
+# ---- the learning rate (LanguageModel.set_learning_rate's hook) ----
+
+@pytest.mark.parametrize("mode", ["scan", "scan-unroll", "wavefront", "flax"])
+def test_set_learning_rate_changes_the_next_steps_without_recompiling(backend, mode):
+    """An SGD step after `_set_learning_rate(0.25)` is the reference's step at lr 0.25
+    (not 1.0); it compiles nothing, and survives `set_params` (which restarts the optimizer)."""
+    spec = make_spec("gru", sampling="random", lr=1.0, clip=0.0, seed=104)
+    params = init_params(spec.model, VOCAB, seed=6)
+    model = backend.build(spec, VOCAB, "cpu", params, mode)
+    first, second = batches(60), batches(61)
+    model.train_epoch(first)
+    after_first = model.get_params()
+    want_first = reference.train_trajectory(as64(params), spec.model, spec.train, first)[1]
+    assert worst_error(after_first, want_first) <= 1e-4
+    slow = dataclasses.replace(spec.train, lr=0.25)
+    want = reference.train_trajectory(as64(after_first), spec.model, slow, second)[1]
+    unchanged = reference.train_trajectory(as64(after_first), spec.model, spec.train, second)[1]
+    assert worst_error(want, unchanged) > 1e-2
+    with count_compiles() as compiles:
+        model._set_learning_rate(0.25)
+        model.train_epoch(second)
+    assert compiles == []
+    assert worst_error(model.get_params(), want) <= 1e-4
+    model.set_params(after_first)
+    model.train_epoch(second)
+    assert worst_error(model.get_params(), want) <= 1e-4

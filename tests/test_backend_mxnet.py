@@ -108,3 +108,25 @@ def test_engine_is_naive_on_cpu_builds_unless_the_user_chose(monkeypatch, cuda):
     assert _framework.choose_engine() == ("ThreadedEnginePerDevice" if cuda else "NaiveEngine")
     monkeypatch.setenv("MXNET_ENGINE_TYPE", "ThreadedEngine")
     assert _framework.choose_engine() == "ThreadedEngine"
+
+
+def test_out_of_box_track_is_gluon_alone(monkeypatch):
+    """The out-of-box mode is Gluon's own rnn layer (not FlatRNN), hybridized, a plain
+    gluon.Trainer and gluon.utils.clip_global_norm; the tuned (default) mode is FlatRNN
+    with the fused clipped SGD; the book mode runs Gluon's rnn layer too."""
+    assert BACKEND.track_modes() == {"out-of-box": "gluon", "tuned": "hybridized", "book": "book"}
+    calls = []
+    real = gluon.utils.clip_global_norm
+    monkeypatch.setattr(gluon.utils, "clip_global_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    spec = RunSpec(model=ModelSpec(cell="lstm", num_layers=2, num_hiddens=8),
+                   train=TrainSpec(batch_size=3, num_steps=5, lr=2.0, clip=1.0))
+    X = np.random.RandomState(0).randint(0, VOCAB, (3, 5)).astype(np.int32)
+    built = {track: BACKEND.build(spec, VOCAB, "cpu", None, mode) for track, mode in BACKEND.track_modes().items()}
+    for model in built.values():
+        model.train_epoch([(X, (X + 1) % VOCAB)])
+    oob, tuned, book = built["out-of-box"], built["tuned"], built["book"]
+    assert isinstance(oob.net.rnn, gluon.rnn.LSTM) and oob.loss_net._active
+    assert isinstance(oob.update, optim.TrainerUpdate) and isinstance(oob.update.trainer, gluon.Trainer)
+    assert calls == [1]  # only the out-of-box mode clipped through Gluon
+    assert isinstance(tuned.net.rnn, nets.FlatRNN) and isinstance(tuned.update, optim.ClippedSGD)
+    assert isinstance(book.net.rnn, gluon.rnn.LSTM)

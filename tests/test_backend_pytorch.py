@@ -48,3 +48,36 @@ def test_written_out_layer_applies_dropout_between_layers_only_in_training():
     torch.testing.assert_close(a, b)  # deterministic without dropout
     layer.train()
     assert not torch.allclose(layer(x, h0)[0], a)  # the second layer sees dropped inputs
+
+
+def _step_counts(backend, mode: str, cell: str, monkeypatch) -> dict[str, int]:
+    """Which clipping and optimizer one training epoch of `mode` calls."""
+    calls = {"clip_grad_norm_": 0}
+    real = nn.utils.clip_grad_norm_
+
+    def counting(*args, **kwargs):
+        calls["clip_grad_norm_"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nn.utils, "clip_grad_norm_", counting)
+    spec = spec_for(cell)
+    model = backend.build(spec, 7, "cpu", None, mode)
+    X = torch.randint(0, 7, (spec.train.batch_size, spec.train.num_steps)).numpy().astype("int32")
+    model.train_epoch([(X, X)])
+    calls["library_layer"] = isinstance(model.net.rnn, (nn.LSTM, nn.GRU, nn.RNN))
+    calls["torch_optim"] = isinstance(model.opt, torch.optim.Optimizer)
+    return calls
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_out_of_box_track_is_the_library_alone(cell, monkeypatch):
+    """The out-of-box mode is nn.LSTM/GRU + torch.optim + clip_grad_norm_; the tuned
+    (default) mode is not (the project's clipping, and on the CPU its GRU/RNN)."""
+    backend = load_backend("pytorch", threads=1)
+    tracks = backend.track_modes()
+    assert tracks == {"out-of-box": "nn", "tuned": "eager", "book": "book"}
+    out_of_box = _step_counts(backend, tracks["out-of-box"], cell, monkeypatch)
+    assert out_of_box == {"clip_grad_norm_": 1, "library_layer": True, "torch_optim": True}
+    tuned = _step_counts(backend, tracks["tuned"], cell, monkeypatch)
+    assert tuned["clip_grad_norm_"] == 0 and tuned["library_layer"] == (cell == "lstm")
+    assert backend.track_of(backend.default_mode) == "tuned"

@@ -33,7 +33,7 @@ FAKE_RUN = textwrap.dedent("""\
     for r in range(1, rounds + 1):
         if not sys.stdin.readline().startswith("@rnnbench go"):
             sys.exit(130)
-        log.write("%s %d\\n" % (label, r)); log.flush()
+        log.write("%s %d%s\\n" % (label, r, "" if "--no-peak" in args or r > 1 else " peak")); log.flush()
         word = "done" if r == rounds else "paused"
         print("@rnnbench %s round=%d tok_s=%d" % (word, r, 1000 + r), flush=True)
 """)
@@ -71,7 +71,7 @@ def test_driver_alternates_contenders_in_rotated_order(tmp_path):
     out = drive(tmp_path, f"--python=pytorch={python}", f"--python=mxnet={python}", f"--python=jax={python}",
                 "--rounds", "3", "--preset", "smoke")
     assert out.returncode == 0, out.stderr
-    ran = [line.split() for line in log.read_text().splitlines()]
+    ran = [line.split()[:2] for line in log.read_text().splitlines()]
     assert ran == [["pytorch", "1"], ["mxnet", "1"], ["jax", "1"],
                    ["mxnet", "2"], ["jax", "2"], ["pytorch", "2"],
                    ["jax", "3"], ["pytorch", "3"], ["mxnet", "3"]]
@@ -91,7 +91,22 @@ def test_modes_become_contenders(tmp_path):
     python, log = fake_python(tmp_path)
     out = drive(tmp_path, f"--python=jax={python}", "--modes", "wavefront,scan", "--rounds", "2", "--preset", "smoke")
     assert out.returncode == 0, out.stderr
-    assert log.read_text().split() == ["jax/wavefront", "1", "jax/scan", "1", "jax/scan", "2", "jax/wavefront", "2"]
+    assert log.read_text().split() == ["jax/wavefront", "1", "peak", "jax/scan", "1", "jax/scan", "2",
+                                       "jax/wavefront", "2"]  # one matmul peak per framework
+
+
+def test_default_suite_runs_every_backend_in_each_track(tmp_path):
+    """Contenders are backend x track (`run --mode TRACK`): out-of-box and tuned in every
+    backend, the book's loop where the book has one; interleaved in one campaign."""
+    python, log = fake_python(tmp_path)
+    pythons = [f"--python={b}={python}" for b in ("pytorch", "mxnet", "jax")]
+    out = drive(tmp_path, *pythons, "--rounds", "1", "--suite", "default")
+    assert out.returncode == 0, out.stderr
+    ran = [line.split()[0] for line in log.read_text().splitlines()]
+    per_preset = ["pytorch/tuned", "pytorch/out-of-box", "pytorch/book", "mxnet/tuned", "mxnet/out-of-box",
+                  "mxnet/book", "jax/tuned", "jax/out-of-box"]
+    assert sorted(ran) == sorted(per_preset * 2)  # quick-lstm and quick-gru
+    assert "round 1/1: pytorch/tuned" in out.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -60,6 +60,8 @@ def test_smoke_run_writes_a_valid_record(backend_name, data_dir, tmp_path):
     assert s["achieved_flops"] == pytest.approx(s["tok_s_median"] * s["train_flops_per_token"])
     assert s["utilisation"] == pytest.approx(s["achieved_flops"] / s["peak_flops"])
     assert 0 < s["utilisation"] <= 1  # a tiny model cannot beat the matmul peak
+    assert s["peaks"]["plain"] == s["peak_flops"] and s["peak_flops_own"] == max(s["peaks"].values())
+    assert record["track"] == "tuned" and record["mode_default"] and record["mode_description"]
 
 
 def test_smoke_epoch_matches_the_reference(backend_name, data_dir, tmp_path):
@@ -158,6 +160,30 @@ def test_list_shows_presets_and_backends():
     out = cli("list")
     assert out.returncode == 0
     assert "d2l-deep-lstm" in out.stdout and "pytorch" in out.stdout
+
+
+def test_list_json_gives_each_backends_modes_with_track_and_description():
+    """`list --json`: the same as `list`, as data; a backend that loads here lists every
+    mode with its track and one-line description, and its mode for each track."""
+    out = cli("list", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {p["name"] for p in data["presets"]} >= {"d2l-deep-lstm", "quick-gru"}
+    assert list(data["tracks"]) == ["out-of-box", "tuned", "book"]
+    listed = {b["name"]: b for b in data["backends"]}
+    assert set(listed) == set(BACKENDS)
+    text = cli("list").stdout
+    for name, item in listed.items():
+        if not item["available"]:
+            assert item["reason"] and name in text
+            continue
+        backend = load_backend(name, threads=1)
+        assert [m["mode"] for m in item["modes"]] == list(backend.modes)
+        for m in item["modes"]:
+            assert m["track"] == backend.track_of(m["mode"]) and m["description"] == backend.describe_mode(m["mode"])
+            assert m["default"] == (m["mode"] == backend.default_mode)
+            assert f"[{m['track']}" in text and m["description"] in text
+        assert item["tracks"] == backend.track_modes()
 
 
 def test_parity_command_passes(backend_name, data_dir):

@@ -34,6 +34,13 @@ def test_utilisation_is_model_flops_times_throughput_over_peak():
     assert utilisation(RunSpec(), 28, 1000.0, None)["utilisation"] is None
 
 
+def test_the_harness_counts_no_one_hot_input_gradient():
+    """The recorded FLOPs per token are common.flops' (PaLM's convention): the book's
+    2x256 LSTM on V=28 one-hot ids, without the layer-0 input gradient 2*4h*V."""
+    forward = 2 * 1024 * (28 + 256) + 2 * 1024 * (256 + 256) + 2 * 28 * 256
+    assert utilisation(RunSpec(), 28, 1.0, None)["train_flops_per_token"] == 3 * forward - 2 * 1024 * 28
+
+
 def test_thread_mismatch_is_warned_and_recorded(capsys):
     req = RunRequest(backend="mxnet", spec=RunSpec(), threads=2)
     assert thread_warnings(req, {"threads": 2}) == []

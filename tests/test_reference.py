@@ -98,3 +98,13 @@ def test_predict_is_greedy_and_deterministic():
     assert out == R.predict(params, model, [1, 2], 6)
     first = R.forward(params, model, np.array([[1, 2]])).logits[0, -1].argmax()
     assert out[0] == first
+
+
+def test_elementwise_tolerance_catches_a_small_entry_far_off():
+    """max|error| / max|reference| lets a small entry be 100% off; the elementwise check does not."""
+    want = np.array([1e-2, 1e-6])
+    got = np.array([1e-2, 2e-6])
+    rtol, atol = R.ELEMENTWISE_TOLERANCE["float32"]
+    assert R.relative_error(got, want) <= R.PARITY_TOLERANCE["float32"]
+    assert R.elementwise_excess(got, want, rtol, atol) > 1
+    assert R.elementwise_excess(want * (1 + rtol / 2), want, rtol, atol) <= 1

@@ -5,6 +5,7 @@ A/A `same` and 1 thread against 2 `slower`, and bad references get one line."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ DRIFT = np.random.default_rng(7).uniform(0.8, 1.2, ROUNDS)  # the VM's +-20%, th
 
 
 def record(backend, campaign, rates, *, fingerprint="fp-alpha", threads=2, stamp="2026-12-01T10:00:00+00:00",
-           status="ok", preset="quick-lstm", mode=None):
+           status="ok", preset="quick-lstm", mode=None, track=None, peak=None, own=None):
     """A record as the harness writes it: one warm-up epoch, then one epoch per round."""
     spec, meta = load_preset(preset)
     epochs = [{"epoch": 1, "round": 0, "tokens": 9000, "seconds": 1.0, "tok_s": 9000.0, "train_ppl": 20.0}]
@@ -33,12 +34,14 @@ def record(backend, campaign, rates, *, fingerprint="fp-alpha", threads=2, stamp
     mode = mode or {"pytorch": "eager", "mxnet": "hybridized", "jax": "wavefront"}[backend]
     return {
         "schema": SCHEMA, "run_id": f"{campaign}-{backend}-{mode}", "timestamp": stamp, "status": status,
-        "error": None, "backend": backend, "mode": mode, "mode_default": True,
+        "error": None, "backend": backend, "mode": mode, "mode_default": True, "track": track or "tuned",
         "device": {"kind": "cpu", "index": 0, "name": "cpu"}, "preset": preset, "threads": threads,
         "spec": spec.to_dict(), "book": meta, "epochs": epochs, "samples": {},
-        "campaign": {"id": campaign, "rounds": len(rates), "gated": True, "contender": backend},
+        "campaign": {"id": campaign, "rounds": len(rates), "gated": True,
+                     "contender": backend + (f"/{track}" if track else "")},
         "summary": {"epochs_done": len(epochs), "final_train_ppl": 17.0, "final_val_ppl": None,
-                    "train_flops_per_token": 1e6, "peak_flops": 5e10 * threads,
+                    "train_flops_per_token": 1e6, "peak_flops": 5e10 * threads if peak is None else peak,
+                    "peak_flops_own": own,
                     "tok_s_median": float(np.median(rates))},
         "env": {"hostname": "vm", "cpu_model": "AMD EPYC", "git_commit": "abc",
                 "git": {"commit": "abc", "dirty": False},
@@ -228,3 +231,37 @@ def test_a_modified_spec_has_no_target_to_miss(tmp_path):
     summary["rows"] = [r for r in summary["rows"] if r["preset"] == "d2l-deep-lstm"]
     assert {r["backend"]: (r["verdict"], r["reached_target"]) for r in summary["rows"]} == {
         "pytorch": ("fastest", None), "mxnet": ("slower", None)}
+
+
+def test_ceiling_is_the_best_plain_matmul_of_this_campaign_only(tmp_path):
+    """The ceiling is the best *plain* matmul (the same choice in every framework) any
+    framework measured in the same campaign: not a framework's better library (`own
+    peak`), not another campaign's peak."""
+    rates = noisy(40_000, 0.01, 3)  # 1e6 FLOPs/token -> 4e10 FLOP/s
+    runs = write(tmp_path / "runs",
+                 record("pytorch", "c1", rates, peak=1e11, own=8e11, stamp="2026-12-01T10:00:00+00:00"),
+                 record("jax", "c1", rates, peak=2e11, stamp="2026-12-01T10:00:00+00:00"),
+                 record("mxnet", "c0", rates, peak=9e11, stamp="2026-11-01T10:00:00+00:00"))
+    rows = headline(tmp_path, runs, campaign="c1")["rows"]
+    for row in rows:
+        assert row["utilisation"] == pytest.approx(row["tok_s"] * 1e6 / 2e11)
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "ceiling (best plain float32 matmul any framework measured in the campaign) 200.0 GFLOP/s" in text
+    throughput = (tmp_path / "out" / "throughput.csv").read_text().splitlines()
+    assert any(",800000000000.0," in line for line in throughput)  # pytorch's own peak, shown apart
+
+
+def test_tracks_are_labelled_and_the_speedup_is_stated(tmp_path):
+    """Every headline row says its track (table, summary.json), and each preset states each
+    backend's out-of-box -> tuned speedup."""
+    runs = write(tmp_path / "runs",
+                 record("pytorch", "c1", noisy(30_000, 0.01, 1), mode="eager", track="tuned"),
+                 record("pytorch", "c1", noisy(20_000, 0.01, 2), mode="nn", track="out-of-box"),
+                 record("mxnet", "c1", noisy(10_000, 0.01, 3), mode="book", track="book"))
+    rows = headline(tmp_path, runs)["rows"]
+    assert {(r["mode"], r["track"]) for r in rows} == {("eager", "tuned"), ("nn", "out-of-box"), ("book", "book")}
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert re.search(r"\| backend \(mode\) +\| track +\|", text)
+    assert re.search(r"\| pytorch/out-of-box \(`nn`\) +\| out-of-box +\|", text)
+    speedup = {r["mode"]: r["tok_s"] for r in rows}
+    assert f"out-of-box → tuned (tok/s ratio): pytorch {speedup['eager'] / speedup['nn']:.2f}×" in text

@@ -25,8 +25,8 @@ def test_worker_counts_are_contenders_in_the_data_parallel_mode():
 
 
 def test_without_workers_nothing_changes():
-    found = contenders_from(_opts(python=["mxnet=/py"]))
-    assert [(c.mode, c.workers, c.label) for c in found] == [(None, None, "mxnet")]
+    found = contenders_from(_opts(python=["mxnet=/py"], modes="hybridized"))
+    assert [(c.mode, c.workers, c.label) for c in found] == [("hybridized", None, "mxnet/hybridized")]
 
 
 @pytest.mark.parametrize("text", ["0,2", "two", "1,,2"])

@@ -17,11 +17,17 @@ Layout:
 - `steps`: the jitted pure functions (training and evaluation over a chunk of batches,
   gradients, one-token prediction) and the optimizer (exact min(1, clip/norm)
   clipping, then `optax.sgd` / `optax.adam`).
-- `model`: `JaxModel`, the `LanguageModel` contract; `backend`: `JaxBackend`.
+- `model`: `JaxBase` (what every mode shares: device context, canonical parameters,
+  the optimizer's injected learning rate) and `JaxModel` (the tuned modes);
+  `backend`: `JaxBackend` and the `MODES` table (track and description per mode).
+- `library`, `library_model`: the out-of-box `flax` mode: Flax's own cells in `nn.RNN`,
+  optax's clipping and optimizers, one jitted step per batch; the canonical parameters
+  map exactly into Flax's merged biases inside the step.
 - `_xla_env`: XLA's thread count (`PJRT_NPROC`) and flags, set from RNNBENCH_THREADS
   *before* JAX is imported, because XLA reads them once.
 
-Modes (`backend.MODES`): `wavefront` (default), `scan` and `scan-unroll`. `scan` runs
+Modes (`backend.MODES`): the tuned `wavefront` (default), `scan` and `scan-unroll`, and
+the out-of-box `flax` (what a Flax user writes from its documentation). `scan` runs
 each layer as its own `lax.scan(unroll=1)`, `scan-unroll` the same with unroll 5
 (unrolling helps only large cells with small batches: docs/performance.md).
 

@@ -4,9 +4,11 @@ Parameters are declared with the canonical names and shapes of `common.params`
 (`w_ih (G*h, in)`, `w_hh (G*h, h)`, `b_ih`, `b_hh`; gates i,f,g,o / r,z,n), nested as
 `rnn -> l{k} -> fwd|bwd`, `dense`, `embed`, so the linen parameter tree flattened with
 "." *is* the canonical dict. Flax's own `LSTMCell`/`GRUCell` keep one bias per gate
-where cuDNN has two (`b_ih` and `b_hh`): the same function, but SGD moves the merged
-bias half as fast (each of cuDNN's two biases gets the full gradient), so they cannot
-load cuDNN parameters or train like PyTorch/MXNet. These cells can.
+where cuDNN has two (`b_ih` and `b_hh`): the same function, but trained as their own
+parameters SGD would move the merged bias half as fast (each of cuDNN's two biases gets
+the full gradient). The out-of-box `flax` mode (`library.py`) therefore trains the
+canonical parameters and maps them into Flax's layout inside each step; these cells
+hold the canonical layout themselves, for the tuned modes.
 
 The recurrence itself (input projection of all steps in one matmul, then `lax.scan`,
 and its hand-written backward) is `recurrence.run_direction`, one layer and direction

@@ -14,6 +14,7 @@ from typing import Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from backends.base import Batch, EpochStats, LanguageModel
@@ -32,8 +33,115 @@ def _in_context(method):
     return wrapper
 
 
-class JaxModel(LanguageModel):
-    """A Flax RNN language model on one JAX device, trained by jitted optax steps.
+class JaxBase(LanguageModel):
+    """What every JAX mode shares: the device / x64 / precision context, the canonical
+    parameters as a nested dict (`self._params`), the optax state (`self._opt_state`,
+    of `self._tx`, whose learning rate is an injected hyperparameter) and the key.
+    A subclass sets `spec`, `mode`, `vocab_size`, `device`, `_x64`, `_tx` and `fns` (its
+    jitted functions: `zero_state`, `loss_and_grads`, `recurrent_grads`, `predict_step`),
+    then calls `_start(params)`."""
+
+    _lr: float | None = None  # set by `_set_learning_rate`; None: the spec's
+
+    def _context(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.enable_x64(self._x64))
+        stack.enter_context(jax.default_matmul_precision("highest"))
+        stack.enter_context(jax.default_device(self.device))
+        return stack
+
+    def _start(self, params: Params | None) -> None:
+        """The key, then `params` (or the framework's initialisation) and a fresh optimizer."""
+        self._key = self._commit(jax.random.key(self.spec.train.seed))
+        if params is None:
+            self._load(self._framework_init())
+        else:
+            self.set_params(params)
+
+    def _framework_init(self) -> dict:
+        """Nested canonical parameters from the framework's own seeded initialisation."""
+        raise NotImplementedError
+
+    def _load(self, nested: dict) -> None:
+        """Make `nested` the parameters and restart the optimizer (at the current lr)."""
+        self._params = self._commit(nested)
+        self._opt_state = self._commit(self._tx.init(self._params))
+        if self._lr is not None:
+            self._set_learning_rate(self._lr)
+
+    @_in_context
+    def _set_learning_rate(self, lr: float) -> None:
+        """Later steps use `lr`: the optimizer state's injected `learning_rate`, replaced
+        by an array of the same dtype on the same device, so nothing recompiles."""
+        self._lr = float(lr)
+        old = optax.tree.get(self._opt_state, "learning_rate")
+        new = self._commit(jnp.asarray(self._lr, dtype=old.dtype))
+        self._opt_state = optax.tree.set(self._opt_state, learning_rate=new)
+
+    @_in_context
+    def get_params(self) -> Params:
+        flat = flatten_dict(self._params, sep=".")
+        order = param_shapes(self.spec.model, self.vocab_size)
+        return {name: np.array(jax.device_get(flat[name]), copy=True) for name in order}
+
+    @_in_context
+    def set_params(self, params: Params) -> None:
+        check_params(params, self.spec.model, self.vocab_size)
+        dtype = np.dtype(self.spec.train.dtype)
+        flat = {name: np.asarray(value, dtype=dtype) for name, value in params.items()}
+        self._load(unflatten_dict(flat, sep="."))
+
+    # -- what every mode does alike (through `self.fns`) -------------------------------
+    def _state_for(self, state, batch: int):
+        """The carried state; zeros at the epoch start or if the batch size changes; None
+        when the sampling does not carry it (the step then starts each batch from zeros)."""
+        if not self.spec.train.carries_state:
+            return None
+        if state is None or state[0].shape[1] != batch:
+            return self._commit(self.fns.zero_state(batch))
+        return state
+
+    @_in_context
+    def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
+        loss, grads = self.fns.loss_and_grads(self._params, *self._put(X, Y))
+        flat = flatten_dict(grads, sep=".")
+        return float(loss), {name: np.array(jax.device_get(flat[name]), copy=True)
+                             for name in param_shapes(self.spec.model, self.vocab_size)}
+
+    @_in_context
+    def _recurrent_pass(self, X: np.ndarray, grads: bool) -> tuple[float, Params | None]:
+        total, found = self.fns.recurrent_grads(self._params, *self._put(X))
+        jax.block_until_ready(found)
+        if not grads:
+            return float(total), None
+        return float(total), {f"rnn.{name}": np.asarray(jax.device_get(g))
+                              for name, g in flatten_dict(found, sep=".").items()}
+
+    @_in_context
+    def _predict(self, prefix_ids: list[int], num_preds: int) -> list[int]:
+        """Greedy: feed the prefix a token at a time, then each argmax back in (one compile)."""
+        state, step = self._commit(self.fns.zero_state(1)), self.fns.predict_step
+        for token in prefix_ids:
+            out, state = step(self._params, state, *self._put(np.array([[token]])))
+        outs = [out]
+        for _ in range(num_preds - 1):
+            out, state = step(self._params, state, out)
+            outs.append(out)
+        return [int(v[0, 0]) for v in jax.device_get(outs)]
+
+    def _put(self, *arrays: np.ndarray):
+        return jax.device_put(tuple(np.asarray(a, np.int32) for a in arrays), self.device)
+
+    def _commit(self, tree):
+        """Arrays placed explicitly on the model's device. jit keys its cache on whether an
+        argument is committed to a device, so mixing fresh (uncommitted) zeros with the
+        (committed) outputs of earlier steps would compile every step function twice."""
+        return jax.device_put(tree, self.device)
+
+
+class JaxModel(JaxBase):
+    """A Flax RNN language model on one JAX device, trained by jitted optax steps
+    (the tuned modes: this project's cells, `cells.RNNLM`).
 
     Training runs equally-shaped batches in chunks, each chunk one compiled loop.
     """
@@ -49,18 +157,7 @@ class JaxModel(LanguageModel):
             self._net = RNNLM(spec.model, vocab_size, unroll, self._dtype, recurrence)
             self.fns = compiled(self._net, spec, self._dtype)
             self._tx = self.fns.tx
-            self._key = self._commit(jax.random.key(spec.train.seed))
-            if params is None:
-                self._load(self._framework_init())
-            else:
-                self.set_params(params)
-
-    def _context(self) -> contextlib.ExitStack:
-        stack = contextlib.ExitStack()
-        stack.enter_context(jax.enable_x64(self._x64))
-        stack.enter_context(jax.default_matmul_precision("highest"))
-        stack.enter_context(jax.default_device(self.device))
-        return stack
+            self._start(params)
 
     # -- parameters --------------------------------------------------------------------
     def _framework_init(self) -> dict:
@@ -69,28 +166,7 @@ class JaxModel(LanguageModel):
         variables = _jit_init(self._net, jax.random.key(self.spec.train.seed), X, self.fns.zero_state(1))
         return unflatten_dict(flatten_dict(variables["params"]))  # plain nested dicts
 
-    def _load(self, nested: dict) -> None:
-        """Make `nested` the parameters and restart the optimizer."""
-        self._params = self._commit(nested)
-        self._opt_state = self._commit(self._tx.init(self._params))
-
-    @_in_context
-    def get_params(self) -> Params:
-        flat = flatten_dict(self._params, sep=".")
-        order = param_shapes(self.spec.model, self.vocab_size)
-        return {name: np.array(jax.device_get(flat[name]), copy=True) for name in order}
-
-    @_in_context
-    def set_params(self, params: Params) -> None:
-        check_params(params, self.spec.model, self.vocab_size)
-        dtype = np.dtype(self.spec.train.dtype)
-        flat = {name: np.asarray(value, dtype=dtype) for name, value in params.items()}
-        self._load(unflatten_dict(flat, sep="."))
-
     # -- training and evaluation -------------------------------------------------------
-    def _put(self, *arrays: np.ndarray):
-        return jax.device_put(tuple(np.asarray(a, np.int32) for a in arrays), self.device)
-
     @_in_context
     def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         batches = list(batches)
@@ -125,48 +201,7 @@ class JaxModel(LanguageModel):
                     Xs[0, i], Xs[1, i] = X, Y
                 yield (shape[0], *self._put(Xs[0], Xs[1]), self._commit(np.int32(len(chunk))))
 
-    def _state_for(self, state, batch: int):
-        """The carried state; zeros at the epoch start or if the batch size changes; None
-        when the sampling does not carry it (the step then starts each batch from zeros)."""
-        if not self.spec.train.carries_state:
-            return None
-        if state is None or state[0].shape[1] != batch:
-            return self._commit(self.fns.zero_state(batch))
-        return state
 
-    def _commit(self, tree):
-        """Arrays placed explicitly on the model's device. jit keys its cache on whether an
-        argument is committed to a device, so mixing fresh (uncommitted) zeros with the
-        (committed) outputs of earlier steps would compile every step function twice."""
-        return jax.device_put(tree, self.device)
-
-    @_in_context
-    def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
-        loss, grads = self.fns.loss_and_grads(self._params, *self._put(X, Y))
-        flat = flatten_dict(grads, sep=".")
-        return float(loss), {name: np.array(jax.device_get(flat[name]), copy=True)
-                             for name in param_shapes(self.spec.model, self.vocab_size)}
-
-    @_in_context
-    def _recurrent_pass(self, X: np.ndarray, grads: bool) -> tuple[float, Params | None]:
-        total, found = self.fns.recurrent_grads(self._params, *self._put(X))
-        jax.block_until_ready(found)
-        if not grads:
-            return float(total), None
-        return float(total), {f"rnn.{name}": np.asarray(jax.device_get(g))
-                              for name, g in flatten_dict(found, sep=".").items()}
-
-    @_in_context
-    def _predict(self, prefix_ids: list[int], num_preds: int) -> list[int]:
-        """Greedy: feed the prefix a token at a time, then each argmax back in (one compile)."""
-        state, step = self._commit(self.fns.zero_state(1)), self.fns.predict_step
-        for token in prefix_ids:
-            out, state = step(self._params, state, *self._put(np.array([[token]])))
-        outs = [out]
-        for _ in range(num_preds - 1):
-            out, state = step(self._params, state, out)
-            outs.append(out)
-        return [int(v[0, 0]) for v in jax.device_get(outs)]
 
 
 @functools.partial(jax.jit, static_argnums=0)

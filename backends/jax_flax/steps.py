@@ -41,11 +41,16 @@ def clip_by_global_norm(clip: float) -> optax.GradientTransformation:
 
 
 def make_optimizer(train: TrainSpec) -> optax.GradientTransformation:
-    """Clip, then SGD or Adam (PyTorch's defaults: betas 0.9/0.999, eps 1e-8 outside the sqrt)."""
+    """Clip, then SGD or Adam (PyTorch's defaults: betas 0.9/0.999, eps 1e-8 outside the sqrt).
+
+    The learning rate is an injected hyperparameter (`optax.inject_hyperparams`): it lives
+    in the optimizer state, so `JaxBase._set_learning_rate` changes it without recompiling.
+    Only the learning rate: the betas and eps stay compile-time constants."""
     if train.optimizer == "sgd":
-        opt = optax.sgd(train.lr)
+        opt = optax.inject_hyperparams(lambda learning_rate: optax.sgd(learning_rate))(learning_rate=train.lr)
     else:
-        opt = optax.adam(train.lr, b1=0.9, b2=0.999, eps=1e-8)
+        opt = optax.inject_hyperparams(lambda learning_rate: optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8))(
+            learning_rate=train.lr)
     return optax.chain(clip_by_global_norm(train.clip), opt)
 
 

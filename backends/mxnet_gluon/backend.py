@@ -26,14 +26,26 @@ _OMP_THREADS_AT_IMPORT = _import_threads()
 
 
 @dataclass(frozen=True)
-class Mode:
-    """What a mode changes (the package docstring says why)."""
+class Mode(base.ModeInfo):
+    """What a mode changes (the package docstring says why), with its track and description."""
 
     hybridize: bool = False  # the blocks and the loss compiled by hybridize(static_alloc, static_shape)
     book: bool = False  # d2l 0.17's own model and training loop (model.BookModel)
+    library: bool = False  # Gluon's own rnn layer, gluon.Trainer and gluon.utils.clip_global_norm
 
 
-MODES = {"imperative": Mode(), "hybridized": Mode(hybridize=True), "book": Mode(book=True)}
+MODES = {
+    "imperative": Mode("tuned", "FlatRNN (one flat parameter buffer, no per-step re-packing), device-side "
+                                "clipping folded into one fused multi-SGD update; not hybridized"),
+    "hybridized": Mode("tuned", "as imperative, with the blocks and loss hybridized (static_alloc, "
+                                "static_shape)", hybridize=True),
+    "gluon": Mode("out-of-box", "Gluon rnn.LSTM/GRU/RNN, hybridized (static_alloc, static_shape) + gluon.Trainer "
+                                "+ gluon.utils.clip_global_norm (no host check); the loss is log-sum-exp in "
+                                "elementwise ops, as every mode (Gluon's fused loss is too inexact for parity)",
+                  hybridize=True, library=True),
+    "book": Mode("book", "d2l 0.17's RNNModel and train_epoch_ch8: Gluon rnn layers, imperative, the book's "
+                         "grad_clipping (host norm) and float(loss) every step", book=True),
+}
 
 
 class MXNetBackend(base.Backend):
@@ -82,14 +94,19 @@ class MXNetBackend(base.Backend):
         self._requested = threads
 
     def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
-        """The faster of MXNet's two float32 matmuls: `nd.dot` (OpenBLAS on the CPU) and
-        `nd.FullyConnected` (oneDNN, the library its recurrent kernels use; the faster here)."""
+        """MXNet's plain float32 `nd.dot` (OpenBLAS on the CPU, cuBLAS on a GPU), synchronised."""
         ctx = _context(base.parse_device(device))
         a, b = mx.nd.random.normal(shape=(n, n), ctx=ctx), mx.nd.random.normal(shape=(n, n), ctx=ctx)
-        dot = base.best_flops(lambda: mx.nd.dot(a, b).wait_to_read(), 2 * n**3, repeats)
+        return base.best_flops(lambda: mx.nd.dot(a, b).wait_to_read(), 2 * n**3, repeats)
+
+    def matmul_peaks(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> dict[str, float]:
+        """`plain` (`nd.dot`) and `nd.FullyConnected` (oneDNN on the CPU, the library its
+        recurrent kernels use)."""
+        ctx = _context(base.parse_device(device))
+        a, b = mx.nd.random.normal(shape=(n, n), ctx=ctx), mx.nd.random.normal(shape=(n, n), ctx=ctx)
         dense = base.best_flops(
             lambda: mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=n).wait_to_read(), 2 * n**3, repeats)
-        return max(dot, dense)
+        return {"plain": self.matmul_peak(device, n, repeats), "fully_connected": dense}
 
     def device_name(self, device: str) -> str | None:
         return None  # MXNet has no API for a GPU's model name; the CPU model is read by the harness

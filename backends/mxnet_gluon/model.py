@@ -1,5 +1,5 @@
-"""The built models: `GluonModel` (imperative and hybridized modes, no host sync in
-an epoch) and `BookModel` (d2l 0.17's own MXNet training loop)."""
+"""The built models: `GluonModel` (the imperative, hybridized and out-of-box `gluon`
+modes, no host sync in an epoch) and `BookModel` (d2l 0.17's own MXNet training loop)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,15 @@ class Accumulator:
 
 
 class GluonModel(base.LanguageModel):
-    """The `imperative` and `hybridized` modes: no host sync inside an epoch."""
+    """The `imperative`, `hybridized` and `gluon` modes: no host sync inside an epoch."""
 
     def __init__(self, spec: RunSpec, vocab_size: int, ctx, params: Params | None, mode: str, settings):
         self.spec, self.mode, self.vocab_size, self.ctx = spec, mode, vocab_size, ctx
         self.settings = settings  # backend.MODES[mode]
         self.dtype = spec.train.dtype
+        self.lr = spec.train.lr  # until _set_learning_rate
+        library_clip = settings.library and spec.train.dtype == "float32" and spec.train.clip > 0
+        self.clip_epsilon = 1e-8 if library_clip else 0.0  # gluon.utils.clip_global_norm: clip / (norm + 1e-8)
         self.net = self._build_net()
         self._params = self._param_map()
         self._zero_states: dict[int, list] = {}
@@ -46,7 +49,8 @@ class GluonModel(base.LanguageModel):
             self.set_params(params)
 
     def _build_net(self):
-        net = Net(self.spec, self.vocab_size, self.dtype, uses_native_rnn_kernel(self.ctx, self.dtype))
+        net = Net(self.spec, self.vocab_size, self.dtype, uses_native_rnn_kernel(self.ctx, self.dtype),
+                  library=self.settings.library)
         self.loss_net = LossNet(net)
         if self.settings.hybridize:
             self.loss_net.hybridize(static_alloc=True, static_shape=True)
@@ -147,7 +151,12 @@ class GluonModel(base.LanguageModel):
         self._make_update()  # fresh optimizer state
 
     def _make_update(self) -> None:
-        self.update = make_update(self.spec, self.net.collect_params())
+        self.update = make_update(self.spec, self.net.collect_params(), self.lr, library=self.settings.library)
+
+    def _set_learning_rate(self, lr: float) -> None:
+        """Later steps use `lr` (kept by set_params, which resets the optimizer state)."""
+        self.lr = float(lr)
+        self.update.set_learning_rate(self.lr)
 
     def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
         with autograd.record():
@@ -160,16 +169,24 @@ class GluonModel(base.LanguageModel):
 class BookModel(GluonModel):
     """The `book` mode: d2l 0.17's MXNet `RNNModel` and `train_epoch_ch8`, step by step.
 
-    Kept as the book wrote it (imperative Block, float32 ids as `d2l.tensor` made them,
-    the `grad_clipping` and `metric.add(float(...))` host syncs every step) so that it
-    measures the book's own loop. Departures, none of which costs time: the book's
-    `mx.np` interface becomes the equivalent `mx.nd` calls (same operators); its
-    `s.detach()` (whose result it discards) is assigned; its loss object computes the
-    cross-entropy without `log_softmax` (see `token_nll`); clip = 0 disables clipping.
+    Kept as the book wrote it (imperative Block around Gluon's own `rnn.LSTM/GRU/RNN`,
+    float32 ids as `d2l.tensor` made them, the `grad_clipping` and
+    `metric.add(float(...))` host syncs every step) so that it measures the book's own
+    loop. Departures: the book's `mx.np` interface becomes the equivalent `mx.nd` calls
+    (same operators); its `s.detach()` (whose result it discards) is assigned, so the
+    graph is cut where the book meant it to be; its loss object computes the
+    cross-entropy without `log_softmax` (see `token_nll`: a few elementwise operators
+    more than Gluon's fused loss, kept for the reference's accuracy); clip = 0 disables
+    clipping; a stack of single-layer Gluon layers replaces the two-layer one only where
+    MXNet's native CPU kernel is wrong (float64, see uses_native_rnn_kernel).
     """
 
     def _make_update(self) -> None:
-        self.trainer = make_trainer(self.spec, self.net.collect_params())  # the book's Trainer
+        self.trainer = make_trainer(self.spec, self.net.collect_params(), self.lr)  # the book's Trainer
+
+    def _set_learning_rate(self, lr: float) -> None:
+        self.lr = float(lr)
+        self.trainer.set_learning_rate(self.lr)
 
     def _build_net(self):
         self.loss = BookLoss()

@@ -1,4 +1,4 @@
-"""The networks: a fused recurrent layer (flat.FlatRNN, or a stack of Gluon's) between
+"""The networks: a fused recurrent layer (flat.FlatRNN, Gluon's own, or a stack of Gluon's) between
 one-hot/embedding input and a dense output, the loss, d2l 0.17's `RNNModel`, and the
 parameter names they use."""
 
@@ -72,34 +72,43 @@ class LayerStack(gluon.HybridBlock):
         return getattr(self._layers[layer], f"{direction}0_{name}")
 
 
-def recurrent_layer(spec: RunSpec, vocab_size: int, dtype: str, stacked: bool):
+def recurrent_layer(spec: RunSpec, vocab_size: int, dtype: str, stacked: bool, library: bool = False):
     """The per-layer stack (see uses_native_rnn_kernel; and with dropout, which MXNet's
-    fused CPU op ignores in training), else one fused multi-layer layer on a single
-    flat parameter buffer (FlatRNN: no per-step re-packing)."""
+    fused CPU op ignores in training), else one fused multi-layer layer: Gluon's own
+    (`library`: `rnn.LSTM/GRU/RNN`, which re-packs its parameters into the operator's
+    buffer every call) or this project's on a single flat parameter buffer (FlatRNN)."""
     if (stacked or spec.model.dropout > 0) and spec.model.num_layers > 1:
         return LayerStack(spec, vocab_size, dtype)
+    if library:
+        return fused_layer(spec, spec.model.num_layers, layer_input_size(spec.model, vocab_size, 0), dtype)
     return FlatRNN(spec.model, vocab_size, dtype)
 
 
 def rnn_params(block, model, vocab_size: int) -> dict:
-    """Canonical recurrent name -> Gluon Parameter (stack) or FlatView (flat layer)."""
+    """Canonical recurrent name -> Gluon Parameter (stack, Gluon's fused layer) or
+    FlatView (flat layer)."""
     if isinstance(block, FlatRNN):
         return block.views()
-    return {rnn_key(layer, d, tensor): block.param(layer, GLUON_DIRS[d], gluon_name)
+    if isinstance(block, LayerStack):
+        return {rnn_key(layer, d, tensor): block.param(layer, GLUON_DIRS[d], gluon_name)
+                for layer in range(model.num_layers) for d in range(model.num_directions)
+                for tensor, gluon_name in GLUON_TENSORS.items()}
+    return {rnn_key(layer, d, tensor): getattr(block, f"{GLUON_DIRS[d]}{layer}_{gluon_name}")
             for layer in range(model.num_layers) for d in range(model.num_directions)
             for tensor, gluon_name in GLUON_TENSORS.items()}
 
 
 class Net(gluon.HybridBlock):
-    """Token ids (B, T) and state -> logits (T, B, V) and the new state."""
+    """Token ids (B, T) and state -> logits (T, B, V) and the new state; the recurrent
+    layer is Gluon's own with `library`, else FlatRNN (see recurrent_layer)."""
 
-    def __init__(self, spec: RunSpec, vocab_size: int, dtype: str, stacked: bool):
+    def __init__(self, spec: RunSpec, vocab_size: int, dtype: str, stacked: bool, library: bool = False):
         super().__init__()
         m = spec.model
         self._vocab_size, self._dtype = vocab_size, dtype
         with self.name_scope():
             self.embed = nn.Embedding(vocab_size, m.embed_size, dtype=dtype) if m.input == "embedding" else None
-            self.rnn = recurrent_layer(spec, vocab_size, dtype, stacked)
+            self.rnn = recurrent_layer(spec, vocab_size, dtype, stacked, library)
             self.dense = nn.Dense(vocab_size, flatten=False, in_units=m.num_hiddens * m.num_directions,
                                   dtype=dtype)
 
@@ -147,7 +156,10 @@ class BookLoss(gluon.loss.Loss):
 
 
 class BookNet(gluon.Block):
-    """d2l 0.17's MXNet `RNNModel`: one-hot of `inputs.T`, the layer, Dense on (T*B, h)."""
+    """d2l 0.17's MXNet `RNNModel`: one-hot of `inputs.T`, the layer, Dense on (T*B, h).
+    The layer is the book's, Gluon's `rnn.LSTM/GRU/RNN` (a stack of single-layer ones
+    only where MXNet's native CPU kernel would give wrong gradients, see
+    uses_native_rnn_kernel), never this project's FlatRNN."""
 
     def __init__(self, spec: RunSpec, vocab_size: int, dtype: str, stacked: bool):
         super().__init__()
@@ -155,7 +167,7 @@ class BookNet(gluon.Block):
         self.vocab_size, self._dtype = vocab_size, dtype
         with self.name_scope():
             self.embed = nn.Embedding(vocab_size, m.embed_size, dtype=dtype) if m.input == "embedding" else None
-            self.rnn = recurrent_layer(spec, vocab_size, dtype, stacked)
+            self.rnn = recurrent_layer(spec, vocab_size, dtype, stacked, library=True)
             self.dense = nn.Dense(vocab_size, in_units=m.num_hiddens * m.num_directions, dtype=dtype)
 
     def forward(self, inputs, state):

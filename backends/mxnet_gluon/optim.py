@@ -57,9 +57,10 @@ class SGD64(mx.optimizer.Optimizer):
         weight[:] = weight - self._get_lr(index) * (grad * self.rescale_grad)
 
 
-def make_trainer(spec: RunSpec, params) -> gluon.Trainer:
-    """Plain SGD (no momentum, no weight decay) or Adam; `step(1)`: the loss is a mean."""
-    lr = spec.train.lr
+def make_trainer(spec: RunSpec, params, lr: float | None = None) -> gluon.Trainer:
+    """Plain SGD (no momentum, no weight decay) or Adam at `lr` (default: the spec's);
+    `step(1)`: the loss is a mean."""
+    lr = spec.train.lr if lr is None else lr
     if spec.train.optimizer == "adam":
         return gluon.Trainer(params, Adam(learning_rate=lr))
     if spec.train.dtype == "float64":
@@ -88,10 +89,13 @@ class ClippedSGD:
 
     def __init__(self, params: list, lr: float, clip: float):
         self.weights = [p.data() for p in params]
-        self.lr, self.clip = lr, clip
-        ctx = self.weights[0].context
-        self.wds = nd.zeros((len(params),), ctx=ctx, dtype=np.float32)
-        self.lrs = nd.full((len(params),), lr, ctx=ctx, dtype=np.float32)
+        self.clip = clip
+        self.wds = nd.zeros((len(params),), ctx=self.weights[0].context, dtype=np.float32)
+        self.set_learning_rate(lr)
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.lr = lr
+        self.lrs = nd.full((len(self.weights),), lr, ctx=self.weights[0].context, dtype=np.float32)
 
     def __call__(self, grads: list) -> None:
         lrs = self.lrs if self.clip <= 0 else nd.broadcast_mul(self.lrs, clip_scale(grads, self.clip))
@@ -99,20 +103,37 @@ class ClippedSGD:
         nd.preloaded_multi_sgd_update(*data, num_weights=len(grads), out=self.weights)
 
 
-def make_update(spec: RunSpec, params) -> Callable[[list], None]:
-    """The per-batch `update(grads)`: clip on the device, then step. float32 SGD runs
-    fused (`ClippedSGD`); other optimizers and float64 clip, then step a Trainer."""
+class TrainerUpdate:
+    """Clip, then `trainer.step(1)`: with the project's `clip_on_device`, or (`library`)
+    Gluon's own `gluon.utils.clip_global_norm` (check_isfinite=False: no host sync; it
+    divides by norm + 1e-8, and needs float32 arrays, so float64 clips on the device)."""
+
+    def __init__(self, spec: RunSpec, params, lr: float, library: bool = False):
+        self.trainer, self.clip = make_trainer(spec, params, lr), spec.train.clip
+        self.library = library and spec.train.dtype == "float32"
+
+    def __call__(self, grads: list) -> None:
+        if self.library and self.clip > 0:
+            gluon.utils.clip_global_norm(grads, self.clip, check_isfinite=False)
+        else:
+            clip_on_device(grads, self.clip)
+        self.trainer.step(1)
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.trainer.set_learning_rate(lr)
+
+
+def make_update(spec: RunSpec, params, lr: float | None = None, library: bool = False) -> Callable[[list], None]:
+    """The per-batch `update(grads)` at `lr` (default: the spec's), with
+    `set_learning_rate(lr)` for later steps: clip on the device, then step. float32 SGD
+    runs fused (`ClippedSGD`); other optimizers, float64, and `library` (the out-of-box
+    mode: a plain `gluon.Trainer` after Gluon's own clipping) step a Trainer."""
     trained = [p for p in params.values() if p.grad_req != "null"]
     t = spec.train
-    if t.optimizer == "sgd" and t.dtype == "float32":
-        return ClippedSGD(trained, t.lr, t.clip)
-    trainer = make_trainer(spec, params)
-
-    def update(grads: list) -> None:
-        clip_on_device(grads, t.clip)
-        trainer.step(1)
-
-    return update
+    lr = t.lr if lr is None else lr
+    if t.optimizer == "sgd" and t.dtype == "float32" and not library:
+        return ClippedSGD(trained, lr, t.clip)
+    return TrainerUpdate(spec, params, lr, library)
 
 
 def clip_on_device(grads: list, clip: float) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backends.base import Backend, Device, best_flops, parse_device
+from backends.base import Backend, Device, ModeInfo, best_flops, parse_device
 from backends.pytorch import recurrence
 from backends.pytorch.model import TorchModel
 from common.params import Params
@@ -24,15 +24,26 @@ def _sync(result: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Mode:
-    """What a mode changes (the package docstring says why)."""
+class Mode(ModeInfo):
+    """What a mode changes (the package docstring says why), with its track and description."""
 
     written_out: bool = False  # GRU/RNN layers as recurrence.StackedRecurrent on the CPU
     compiled: bool = False  # forward pass and loss under torch.compile
     book: bool = False  # d2l 0.17's training loop, with its per-step host syncs
+    library_clip: bool = False  # torch.nn.utils.clip_grad_norm_ instead of the project's device-side clip
 
 
-MODES = {"eager": Mode(written_out=True), "nn": Mode(), "compile": Mode(compiled=True), "book": Mode(book=True)}
+MODES = {
+    "eager": Mode("tuned", "nn.LSTM; on the CPU GRU/RNN as hand-written BPTT on packed oneDNN matmuls "
+                           "(recurrence.py); clipping by one foreach norm on the device; torch.optim SGD/Adam "
+                           "(foreach)", written_out=True),
+    "nn": Mode("out-of-box", "nn.LSTM/GRU/RNN + torch.optim (foreach) + torch.nn.utils.clip_grad_norm_",
+                library_clip=True),
+    "compile": Mode("tuned", "nn.LSTM/GRU/RNN with the one-hot, output layer and loss under torch.compile "
+                             "(inductor); device-side clipping", compiled=True),
+    "book": Mode("book", "d2l 0.17's train_epoch_ch8: nn layers, the book's grad_clipping (norm compared on "
+                         "the host) and float(loss) every step", book=True),
+}
 
 
 class TorchBackend(Backend):
@@ -60,16 +71,22 @@ class TorchBackend(Backend):
         }
 
     def matmul_peak(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
-        """The faster of PyTorch's two float32 matmuls: `a @ b` (MKL on the CPU, which
-        takes its AVX2 path on AMD CPUs) and, on the CPU, oneDNN's with the weight
-        packed (AVX-512 where the CPU has it), which the recurrent kernels use."""
+        """PyTorch's plain float32 `a @ b` (MKL on the CPU, which takes its AVX2 path on
+        AMD CPUs; cuBLAS on a GPU), synchronised."""
         dev = _torch_device(parse_device(device))
         a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-        peak = best_flops(lambda: _sync(a @ b, dev), 2 * n**3, repeats)
+        return best_flops(lambda: _sync(a @ b, dev), 2 * n**3, repeats)
+
+    def matmul_peaks(self, device: str = "cpu", n: int = 2048, repeats: int = 5) -> dict[str, float]:
+        """`plain` (`a @ b`) and, on the CPU, oneDNN's matmul with the weight packed
+        (AVX-512 where the CPU has it), which the written-out recurrent kernels use."""
+        peaks = {"plain": self.matmul_peak(device, n, repeats)}
+        dev = _torch_device(parse_device(device))
         if dev.type == "cpu" and recurrence.ONEDNN:
+            a, b = torch.randn(n, n), torch.randn(n, n)
             packed = recurrence.PackedLinear(b, rows=n)
-            peak = max(peak, best_flops(lambda: packed(a), 2 * n**3, repeats))
-        return peak
+            peaks["onednn_packed"] = best_flops(lambda: packed(a), 2 * n**3, repeats)
+        return peaks
 
     def device_name(self, device: str) -> str | None:
         dev = parse_device(device)

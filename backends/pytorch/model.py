@@ -68,13 +68,22 @@ class TorchModel(LanguageModel):
         written_out = settings.written_out and device.type == "cpu"  # see the package docstring
         self.net = RNNLanguageModel(spec.model, vocab_size, written_out).to(device=device, dtype=self.dtype)
         self.names = canonical_names(spec.model)
+        self.clip_epsilon = 1e-6 if settings.library_clip else 0.0  # clip_grad_norm_: clip / (norm + 1e-6)
         self._make_optimizer()
         self._train_loss = torch.compile(self._loss, dynamic=False) if settings.compiled else self._loss
 
     def _make_optimizer(self) -> None:
+        """A fresh optimizer at the current learning rate (the spec's until
+        `_set_learning_rate` changes it)."""
         t = self.spec.train
         kind = torch.optim.SGD if t.optimizer == "sgd" else torch.optim.Adam
-        self.opt = kind(self.net.parameters(), lr=t.lr, foreach=True)
+        self.opt = kind(self.net.parameters(), lr=getattr(self, "lr", t.lr), foreach=True)
+
+    def _set_learning_rate(self, lr: float) -> None:
+        """Later steps use `lr` (the optimizer's param groups; its state is kept)."""
+        self.lr = float(lr)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
 
     # -- state -------------------------------------------------------------------
     def _zero_state(self, batch: int):
@@ -98,9 +107,14 @@ class TorchModel(LanguageModel):
 
     # -- training ----------------------------------------------------------------
     def _clip(self) -> None:
-        """Scale gradients by min(1, clip/global norm) without leaving the device."""
+        """Scale gradients by min(1, clip/global norm) without leaving the device; the
+        out-of-box mode calls the library's `clip_grad_norm_` (also on the device, its
+        norm + 1e-6 in the denominator)."""
         clip = self.spec.train.clip
         if clip <= 0:
+            return
+        if self.settings.library_clip:
+            nn.utils.clip_grad_norm_(self.net.parameters(), clip, foreach=True)
             return
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))

@@ -59,9 +59,18 @@ UTILISATION = (
     "layers of 2·G·h·(in + h), plus 2·V·h for the output layer (G gate blocks: LSTM 4, GRU 3, RNN 1; h hidden "
     "units; in the layer's input width, V for one-hot; V the vocabulary); training = the forward products, their "
     "weight gradients and their input gradients, less the first layer's input gradient for one-hot input, which "
-    "nothing needs: 3 × forward − 2·G·h·V. `own peak` is the float32 matmul FLOP/s (4096², best of 3) the run "
-    "measured in its own framework just before training; `of ceiling` = GFLOP/s ÷ the best `own peak` of any "
-    "framework in the group. Above 100% is flagged as a measurement error, never printed as utilisation.")
+    "nothing needs: 3 × forward − 2·G·h·V. The same count serves the `recurrent` micro-benchmark (its layers' "
+    "share) and generation (forward only). The ceiling is the best plain float32 matmul (4096², best of 3; "
+    "`a @ b`, `nd.dot`, `jnp.dot`: the same choice in every framework) measured in the same campaign by every "
+    "framework, never pooled across campaigns; `of ceiling` = GFLOP/s ÷ that ceiling. `own peak` is, for "
+    "reference only, the framework's best matmul of any library it offers (PyTorch: also oneDNN's packed "
+    "matmul; MXNet: also `FullyConnected`). Above 100% of the ceiling is flagged as a measurement error, never "
+    "printed as utilisation.")
+TRACKS_TEXT = (
+    "Tracks: every row is one backend in one mode, and every mode belongs to a track. `out-of-box`: the framework "
+    "as its documentation and the book teach it (its own recurrent layers, optimizer and clipping); `tuned`: the "
+    "fastest this project makes it go, every trick named in the mode's description (`python -m benchmarks list`); "
+    "`book`: d2l's own training loop with its per-step host syncs, on the book's library layers.")
 
 
 def _intro(runs: pd.DataFrame, results_dir: Path, since: str | None, commit: str | None,
@@ -99,7 +108,9 @@ def _headline_blocks(runs: pd.DataFrame, lead: str | None) -> list[tuple]:
         for _, group in rows.groupby("group", sort=True):
             blocks += [("p", f"**{group['preset_label'].iloc[0]}** ({group['group'].iloc[0]}):"),
                        ("table", fmt.headline(group))]
-    return blocks + [("p", METHOD)]
+            speedups = fmt.speedups(tables.track_speedups(group))
+            blocks += [("p", speedups)] if speedups else []
+    return blocks + [("p", TRACKS_TEXT), ("p", METHOD)]
 
 
 def _throughput_blocks(table: pd.DataFrame, plots: dict[str, list[Path]], out_dir: Path) -> list[tuple]:
@@ -348,6 +359,8 @@ def campaign_report(results: Path, out: Path, campaign: str) -> str:
         table = fmt.headline(group).replace("`", "", regex=True)
         lines += ["", group["preset_label"].iloc[0], tabulate(table, headers="keys", showindex=False,
                                                              disable_numparse=True)]
+        speedups = fmt.speedups(tables.track_speedups(group))
+        lines += [speedups] if speedups else []
     wrote = f"wrote {path} and {out / 'summary.json'}" if len(mine) else f"wrote {path} (scaling runs: section 5)"
     return "\n".join(lines + ["", wrote])
 

@@ -98,11 +98,12 @@ def _tok_stats(record: dict) -> dict[str, float]:
 
 def utilisation(summary: dict, tok_s: float) -> dict[str, float]:
     """Model FLOPs per training token (common.flops, recorded by the harness), achieved
-    FLOP/s = that x the median tokens/sec, and the run's own matmul peak; NaN if unknown."""
+    FLOP/s = that x the median tokens/sec, the run's plain matmul peak (the ceiling's
+    choice) and its framework's best matmul (`own peak`); NaN if unknown."""
     per_token = _num(summary.get("train_flops_per_token"))
     achieved, _ = metrics.utilisation(per_token, tok_s, None)
     return {"train_flops_per_token": per_token, "achieved_flops": _num(achieved),
-            "peak_flops": _num(summary.get("peak_flops"))}
+            "peak_flops": _num(summary.get("peak_flops")), "peak_own_flops": _num(summary.get("peak_flops_own"))}
 
 
 def flatten(record: dict) -> dict[str, Any]:
@@ -130,6 +131,7 @@ def flatten(record: dict) -> dict[str, Any]:
         "run_id": record["run_id"], "timestamp": parse_time(record["timestamp"]),
         "status": record["status"], "error": record.get("error"),
         "backend": record["backend"], "mode": record["mode"], "mode_default": bool(record.get("mode_default")),
+        "track": record.get("track") or "",
         "preset": preset, "preset_label": preset or NO_PRESET, "book": record.get("book") or meta,
         "tag": record.get("tag") or "",
         "spec": spec, "spec_key": json.dumps(spec, sort_keys=True), "base_spec": base,

@@ -104,6 +104,11 @@ def epochs(done: Any, planned: Any) -> str:
     return DASH if _bad(done) else f"{int(done)}/{int(planned)}" if not _bad(planned) and planned else str(int(done))
 
 
+def track(name: Any) -> str:
+    """A row's track (out-of-box, tuned, book); records from before tracks have none."""
+    return DASH if _bad(name) or not name else str(name)
+
+
 def mode(name: str, default: bool) -> str:
     return f"{name} (default)" if default else name
 
@@ -112,12 +117,13 @@ def throughput(table: pd.DataFrame) -> pd.DataFrame:
     """One group's rows of table 1, for display (group columns go in the heading)."""
     return pd.DataFrame({
         "backend": table["backend"], "mode": both(table, "mode", "mode_default", mode),
+        "track": table["track"].map(track),
         "status": table["status"], "runs": table["runs"], "shown": table["shown"],
         "epochs": both(table, "epochs_done", "epochs_planned", epochs),
         "tok/s (median)": table["tok_s_median"].map(rate),
         "tok/s min–max": both(table, "tok_s_min", "tok_s_max", spread),
         "tok/s IQR": table["tok_s_iqr"].map(rate), "GFLOP/s": table["achieved_flops"].map(gflops),
-        "own peak GFLOP/s": table["peak_flops"].map(gflops), "of ceiling": table["of_ceiling"].map(share),
+        "own peak GFLOP/s": table["peak_own_flops"].map(gflops), "of ceiling": table["of_ceiling"].map(share),
         "warm-up s": table["warmup_s"].map(secs),
         "train ppl": table["final_train_ppl"].map(ppl), "val ppl": table["final_val_ppl"].map(ppl),
         "peak MB": table["peak_rss_mb"].map(rate), "vs fastest": table["vs_fastest"].map(ratio),
@@ -216,6 +222,7 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
     """The headline table of one preset, as strings."""
     return pd.DataFrame({
         "backend (mode)": [f"{c} (`{m}`)" for c, m in zip(rows["contender"], rows["mode"], strict=True)],
+        "track": rows["track"].map(track),
         "tok/s": rows["tok_s"].map(rate),
         "95% CI": both(rows, "tok_s_lo", "tok_s_hi", interval_rate),
         "vs fastest [95% CI]": [ratio_ci(r, lo, hi) for r, lo, hi in
@@ -228,6 +235,13 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def speedups(found: dict[str, float]) -> str:
+    """`out-of-box → tuned` per backend, one line ('' when no backend ran both)."""
+    if not found:
+        return ""
+    return "out-of-box → tuned (tok/s ratio): " + ", ".join(f"{b} {x:.2f}×" for b, x in found.items())
+
+
 def campaign_heading(runs: pd.DataFrame, campaign: str) -> str:
     mine = runs[runs["campaign"] == campaign]
     first = mine.sort_values("timestamp").iloc[0]
@@ -236,4 +250,5 @@ def campaign_heading(runs: pd.DataFrame, campaign: str) -> str:
     return (f"Campaign `{campaign}` on {first['machine']}, {first['device']}, "
             f"{int(first['threads'])} thread(s), commit `{commit}`{dirty}; "
             f"{mine['timestamp'].min():%Y-%m-%d %H:%M} UTC; "
-            f"ceiling (best matmul peak measured in the campaign) {gflops(campaign_ceiling(mine))} GFLOP/s.")
+            f"ceiling (best plain float32 matmul any framework measured in the campaign) "
+            f"{gflops(campaign_ceiling(mine))} GFLOP/s.")

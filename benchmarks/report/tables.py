@@ -18,8 +18,9 @@ from common.metrics import reached_target, utilisation
 from common.specs import preset_names
 
 THROUGHPUT = ["group", "preset", "machine", "device", "threads", "overrides", "backend", "mode", "mode_default",
-              "runs", "shown", "status", "epochs_done", "epochs_planned", "tok_s_median", "tok_s_min", "tok_s_max",
-              "tok_s_iqr", "train_flops_per_token", "achieved_flops", "peak_flops", "ceiling_flops", "of_ceiling",
+              "track", "runs", "shown", "status", "epochs_done", "epochs_planned", "tok_s_median", "tok_s_min",
+              "tok_s_max", "tok_s_iqr", "train_flops_per_token", "achieved_flops", "peak_flops", "peak_own_flops",
+              "ceiling_flops", "of_ceiling",
               "warmup_s", "final_train_ppl", "final_val_ppl", "peak_rss_mb", "vs_fastest", "run_id", "timestamp"]
 REPRODUCTION = ["preset", "source", "metric", "target_ppl", "who", "machine", "device", "threads", "runs",
                 "status", "epochs_done", "epochs_planned", "ppl", "final_train_ppl", "tok_s", "reproduces",
@@ -37,11 +38,18 @@ def _fastest_ratio(rows: pd.DataFrame) -> pd.Series:
     return rows["tok_s_median"] / fastest
 
 
-def ceiling(runs: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Per row of `rows`, the machine's ceiling: the best matmul peak (FLOP/s) any
-    framework measured in any of `runs` sharing the row's `keys` (a peak is valid
-    whatever the run's status); NaN where none was measured."""
-    best = runs.groupby(keys, dropna=False)["peak_flops"].max().rename("_ceiling").reset_index()
+CEILING_KEYS = ["campaign", "device", "threads"]
+
+
+def ceiling(runs: pd.DataFrame, rows: pd.DataFrame, keys: list[str] = CEILING_KEYS,
+            column: str = "peak_flops") -> pd.Series:
+    """Per row of `rows`, the ceiling: the best plain float32 matmul (FLOP/s; the same
+    choice, `a @ b` / `nd.dot` / `jnp.dot`, in every framework) any framework measured in
+    any of `runs` sharing the row's `keys` (by default its campaign, device and threads:
+    never pooled across campaigns; a peak is valid whatever the run's status); NaN
+    where none was measured. `column="peak_own_flops"` with the backend among the keys
+    gives each framework's own best matmul instead (shown as `own peak`, never mixed in)."""
+    best = runs.groupby(keys, dropna=False)[column].max().rename("_ceiling").reset_index()
     return rows[keys].merge(best, on=keys, how="left")["_ceiling"].set_axis(rows.index)
 
 
@@ -49,13 +57,16 @@ def throughput_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 1: one row per (group, backend, mode), fastest ok first within a group.
 
     Utilisation: achieved FLOP/s = model FLOPs per training token (common.flops) x median
-    tokens/sec; `of_ceiling` = that over the best matmul peak of any framework in the group."""
+    tokens/sec; `of_ceiling` = that over the best plain matmul any framework measured in
+    the campaign (same device and threads); `peak_own_flops` = the row's framework's own
+    best matmul in the campaign, for reference."""
     if runs.empty:
         return pd.DataFrame(columns=THROUGHPUT)
     rows = pick_rows(runs)
     rows["preset"] = rows["preset_label"]
     rows["vs_fastest"] = _fastest_ratio(rows)
-    rows["ceiling_flops"] = ceiling(runs, rows, ["group"])
+    rows["ceiling_flops"] = ceiling(runs, rows)
+    rows["peak_own_flops"] = ceiling(runs, rows, CEILING_KEYS + ["backend"], "peak_own_flops")
     rows["of_ceiling"] = rows["achieved_flops"] / rows["ceiling_flops"]
     rows["_ok"] = rows["status"].ne("ok")
     rows = rows.sort_values(["group", "_ok", "tok_s_median"], ascending=[True, True, False], na_position="last")
@@ -296,7 +307,7 @@ def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
     return table[MICRO].reset_index(drop=True)
 
 
-SUMMARY_FIELDS = ["preset", "backend", "mode", "contender", "threads", "tok_s", "tok_s_ci", "rounds",
+SUMMARY_FIELDS = ["preset", "backend", "mode", "track", "contender", "threads", "tok_s", "tok_s_ci", "rounds",
                   "ratio_to_fastest", "ratio_ci", "verdict", "utilisation", "utilisation_flag", "final_ppl", "metric",
                   "target_ppl", "reached_target", "status"]
 
@@ -309,7 +320,7 @@ def campaigns_by_time(runs: pd.DataFrame) -> list[str]:
 
 
 def campaign_ceiling(runs: pd.DataFrame) -> float:
-    """The campaign's ceiling: the best matmul peak any of its processes measured."""
+    """The campaign's ceiling: the best plain matmul peak any of its processes measured."""
     peaks = runs["peak_flops"].dropna()
     return float(peaks.max()) if len(peaks) else math.nan
 
@@ -335,6 +346,18 @@ def headline_rows(runs: pd.DataFrame) -> pd.DataFrame:
     out["utilisation"] = [utilisation(f, r, peak)[1] for f, r in
                           zip(out["train_flops_per_token"], out["tok_s"], strict=True)]
     return out.sort_values(["group", "ratio", "tok_s"], ascending=[True, False, False]).reset_index(drop=True)
+
+
+def track_speedups(rows: pd.DataFrame) -> dict[str, float]:
+    """One preset group's headline rows -> backend: its tuned over its out-of-box
+    tokens/sec (median over rounds), for the backends that ran both, ok."""
+    ok = rows[rows["status"].eq("ok")]
+    out = {}
+    for backend, mine in ok.groupby("backend", sort=False):
+        by_track = mine.groupby("track")["tok_s"].max()
+        if {"tuned", "out-of-box"} <= set(by_track.index):
+            out[backend] = float(by_track["tuned"] / by_track["out-of-box"])
+    return out
 
 
 def _reached(value: float, target: float | None) -> bool | None:
@@ -377,7 +400,8 @@ def _over(share: float | None) -> bool:
 
 
 def _summary_row(r: pd.Series) -> dict:
-    row = {"preset": r["preset_label"], "backend": r["backend"], "mode": r["mode"], "contender": r["contender"],
+    row = {"preset": r["preset_label"], "backend": r["backend"], "mode": r["mode"], "track": r["track"] or None,
+           "contender": r["contender"],
            "threads": int(r["threads"]), "tok_s": r["tok_s"], "tok_s_ci": [r["tok_s_lo"], r["tok_s_hi"]],
            "rounds": int(r["rounds_timed"]), "ratio_to_fastest": r["ratio"], "ratio_ci": [r["ratio_lo"], r["ratio_hi"]],
            "verdict": r["verdict"],

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from backends.base import TRACKS
 from common import reference
 from common.errors import DeviceUnavailable, SpecError
 from common.params import init_params, param_shapes
@@ -74,6 +75,24 @@ def test_unknown_mode_names_the_modes(backend):
     assert backend.default_mode in backend.modes and len(set(backend.modes)) == len(backend.modes)
     with pytest.raises(SpecError, match=f"no mode 'jit'; choose one of: {', '.join(backend.modes)}"):
         backend.build(make_spec(), VOCAB, "cpu", None, "jit")
+
+
+def test_every_mode_has_a_track_and_a_description(backend):
+    """Tracks (backends.base.TRACKS): every mode says which it is and names its tricks in
+    one line; `tuned` is the default mode, every backend has an out-of-box mode, and a
+    track's name as a mode builds that track's mode (what campaigns ask every backend)."""
+    for mode in backend.modes:
+        assert backend.track_of(mode) in TRACKS
+        description = backend.describe_mode(mode)
+        assert description and "\n" not in description, mode
+    tracks = backend.track_modes()
+    assert tracks["tuned"] == backend.default_mode and backend.track_of(backend.default_mode) == "tuned"
+    assert backend.track_of(tracks["out-of-box"]) == "out-of-box"
+    for track, mode in tracks.items():
+        assert backend.check_mode(track) == mode
+    if "book" not in tracks:
+        with pytest.raises(SpecError, match="has no 'book' mode"):
+            backend.build(make_spec(), VOCAB, "cpu", None, "book")
 
 
 def test_device_errors(backend):

@@ -4,11 +4,16 @@ clipping on or off, SGD and Adam), evaluation, prediction and the recurrent laye
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import lru_cache
+
 import numpy as np
 import pytest
 
+from benchmarks import parity
 from common import reference
 from common.params import init_params
+from common.specs import load_preset
 from contract.cases import BATCH, DTYPES, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error
 
 STRUCTURES = {"stack": {}, "single": dict(layers=1), "bidirectional": dict(bidirectional=True),
@@ -31,6 +36,28 @@ def test_other_structures_match_reference(backend, mode, structure):
     check_loss_and_grads(backend, mode, "gru", structure, "float32")
 
 
+@lru_cache(maxsize=1)
+def benchmark_shape_case():
+    """d2l-deep-lstm's model and batch shape (2 x 256 LSTM, V 28, 32 x 35), float32, a
+    seeded batch, and the float64 reference's loss and gradients (worked out once)."""
+    spec, vocab = load_preset("d2l-deep-lstm")[0], 28
+    rng = np.random.RandomState(13)
+    X, Y = (rng.randint(0, vocab, (spec.train.batch_size, spec.train.num_steps)).astype(np.int32) for _ in "XY")
+    want = reference.loss_and_grads(as64(parity.reference_params(spec, vocab)), spec.model, X, Y)[:2]
+    return spec, vocab, X, Y, want
+
+
+def test_benchmark_shape_matches_reference_elementwise(backend, mode):
+    """At the shape the benchmarks time, float32 loss and every gradient entry against the
+    float64 reference, elementwise (reference.ELEMENTWISE_TOLERANCE, as np.allclose)."""
+    spec, vocab, X, Y, want = benchmark_shape_case()
+    assert spec.train.dtype == "float32" and X.shape == (32, 35) and spec.model.num_hiddens == 256
+    result = parity.compare(backend, spec, vocab, X, Y, "cpu", mode, want)
+    assert result["loss"] <= TOLERANCE["float32"]
+    assert max(result["elementwise"].values()) <= 1.0, result["elementwise"]
+    assert parity.passes(result)
+
+
 def check_loss_and_grads(backend, mode, cell, structure, dtype):
     spec = make_spec(cell, dtype=dtype, **STRUCTURES[structure])
     params = init_params(spec.model, VOCAB, seed=3, dtype=dtype)
@@ -43,6 +70,11 @@ def check_loss_and_grads(backend, mode, cell, structure, dtype):
     assert all(g.dtype == np.dtype(dtype) for g in grads.values())
 
 
+def clip_epsilon(model) -> float:
+    """The eps a library's clipping adds to the norm (out-of-box modes), else 0."""
+    return float(getattr(model, "clip_epsilon", 0.0))
+
+
 def check_training(backend, mode, cell, variant, dtype):
     """Mean loss of a six-batch epoch and the final parameters, against the reference's steps."""
     spec = make_spec(cell, dtype=dtype, **TRAINING[variant])
@@ -50,7 +82,7 @@ def check_training(backend, mode, cell, variant, dtype):
     model = backend.build(spec, VOCAB, "cpu", params, mode)
     data = batches(200, 6)
     stats = model.train_epoch(data)
-    want, final = reference.train_trajectory(as64(params), spec.model, spec.train, data)
+    want, final = reference.train_trajectory(as64(params), spec.model, spec.train, data, clip_epsilon(model))
     assert stats.tokens == 6 * BATCH * STEPS
     assert abs(stats.loss_sum / stats.tokens - np.mean(want)) / np.mean(want) <= TRAIN_TOLERANCE[dtype]
     got = model.get_params()
@@ -73,6 +105,31 @@ def test_training_variants_track_reference(backend, mode, variant, dtype):
     if mode == "compile":
         pytest.skip("torch.compile takes seconds per graph: its steps are `nn`'s")
     check_training(backend, mode, "lstm", variant, dtype)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.3), ("adam", 0.002)])
+def test_set_learning_rate_applies_to_later_steps(backend, mode, optimizer, lr):
+    """`_set_learning_rate(lr)` (the hook issue 14's LanguageModel.set_learning_rate
+    calls): the steps after it train as the reference does at `lr` (SGD, which has no
+    state to carry), and so does a fresh start by set_params (Adam too)."""
+    if mode == "compile":
+        pytest.skip("torch.compile takes seconds per graph: its optimizer is `nn`'s")
+    if optimizer == "adam" and mode not in backend.track_modes().values():
+        pytest.skip("Adam in the mode standing for each track (the others share its optimizer code)")
+    spec = make_spec("lstm", optimizer=optimizer, lr=1.0 if optimizer == "sgd" else 0.01)
+    model = backend.build(spec, VOCAB, "cpu", init_params(spec.model, VOCAB, seed=9), mode)
+    data = batches(200, 6)
+    model.train_epoch(data[:1])  # the optimizer has stepped before the change
+    start = model.get_params()
+    want, final = reference.train_trajectory(as64(start), spec.model, replace(spec.train, lr=lr), data[1:],
+                                             clip_epsilon(model))
+    model._set_learning_rate(lr)
+    for restart in ((False, True) if optimizer == "sgd" else (True,)):
+        if restart:
+            model.set_params(start)  # fresh optimizer state, same learning rate
+        stats = model.train_epoch(data[1:])
+        assert abs(stats.loss_sum / stats.tokens - np.mean(want)) / np.mean(want) <= TRAIN_TOLERANCE["float32"]
+        assert worst_error(model.get_params(), final) <= 10 * TRAIN_TOLERANCE["float32"]
 
 
 def test_the_training_variants_differ():
