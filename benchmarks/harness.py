@@ -28,7 +28,7 @@ from backends.base import Backend, LanguageModel, parse_device
 from backends.heap import heap_settings
 from benchmarks.rounds import Gate, epoch_rounds
 from common import metrics
-from common.batches import train_batches, valid_batches
+from common.batches import eval_splits, train_batches
 from common.corpus import Corpus, load_corpus
 from common.environment import machine_environment, machine_fingerprint, peak_rss_mb
 from common.errors import ResultsUnwritable, RunInterrupted
@@ -73,6 +73,7 @@ class RunState:
     samples: dict[str, str] = field(default_factory=dict)
     peak_flops: float | None = None
     vocab_size: int = 0
+    test_ppl: float | None = None
 
 
 def results_file(req: RunRequest) -> Path:
@@ -95,7 +96,7 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
     with StopSignals() as stop:
         try:
             corpus = load_corpus(req.spec.data, req.data_dir)
-            valid = valid_batches(corpus, req.spec)
+            held_out = eval_splits(corpus, req.spec)
             train_batches(corpus, req.spec, 0)  # raises SpecError now for sizes that cannot fit
             backend = load_backend(req.backend, req.threads)
             model = build_model(backend, req, len(corpus.vocab))
@@ -106,8 +107,9 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
         state = RunState(vocab_size=len(corpus.vocab))
         try:
             state.peak_flops = measure_peak(backend, req.device) if req.measure_peak else None
-            train(model, corpus, req.spec, valid, state, on_epoch, round_gate(req))
+            train(model, corpus, req.spec, held_out.get("valid"), state, on_epoch, round_gate(req))
             if state.status == "ok":
+                state.test_ppl = evaluate_test(model, held_out.get("test"))
                 state.samples = samples(model, corpus, req.spec)
             stop.hold()
         except KeyboardInterrupt:
@@ -219,15 +221,21 @@ def round_gate(req: RunRequest) -> Gate | None:
 def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: RunState, on_epoch,
           gate: Gate | None = None) -> None:
     """Timed epochs; stops early (status `diverged`) at the first non-finite loss. With a
-    gate, waits for the campaign driver before each round (outside the clock)."""
+    gate, waits for the campaign driver before each round (outside the clock). Each
+    epoch's learning rate comes from the spec's schedule, set (outside the clock) when
+    it changes; `valid` is evaluated after every epoch."""
+    lr = spec.train.lr  # what the model was built with
     for epoch in range(spec.train.epochs):
         if gate is not None:
             gate.before_epoch(epoch, state.epochs)
         batches = train_batches(corpus, spec, epoch)
+        if spec.train.lr_at(epoch + 1) != lr:
+            lr = spec.train.lr_at(epoch + 1)
+            model.set_learning_rate(lr)
         usage, tic = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         stats = model.train_epoch(batches)
         seconds = time.perf_counter() - tic
-        row = {"epoch": epoch + 1, "train_ppl": perplexity(stats.loss_sum, stats.tokens),
+        row = {"epoch": epoch + 1, "lr": lr, "train_ppl": perplexity(stats.loss_sum, stats.tokens),
                "tokens": stats.tokens, "seconds": seconds, "tok_s": stats.tokens / seconds,
                **process_usage(usage)}
         if valid:
@@ -241,6 +249,14 @@ def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: Run
             break
     if gate is not None:
         gate.finish(state.epochs)
+
+
+def evaluate_test(model: LanguageModel, batches) -> float | None:
+    """The test split's perplexity after training, or None without one."""
+    if not batches:
+        return None
+    stats = model.evaluate(batches)
+    return perplexity(stats.loss_sum, stats.tokens)
 
 
 def process_usage(before: resource.struct_rusage) -> dict[str, float]:
@@ -263,13 +279,17 @@ def samples(model: LanguageModel, corpus: Corpus, spec: RunSpec) -> dict[str, st
     return out
 
 
-def summarise(epochs: list[dict], book: dict, train_s: float) -> dict[str, Any]:
+def summarise(epochs: list[dict], book: dict, train_s: float, test_ppl: float | None = None) -> dict[str, Any]:
     tok = steady_state([e["tok_s"] for e in epochs])
     last = epochs[-1] if epochs else {}
+    metric = book.get("metric", "train_ppl")
+    seen = [e[metric] for e in epochs if e.get(metric) is not None and math.isfinite(e[metric])]
     return {
         "epochs_done": len(epochs),
         "final_train_ppl": last.get("train_ppl"),
         "final_val_ppl": last.get("val_ppl"),
+        "test_ppl": test_ppl,
+        "best_ppl": min(seen) if seen else None,
         "tok_s_median": tok["median"], "tok_s_min": tok["min"], "tok_s_max": tok["max"], "tok_s_iqr": tok["iqr"],
         "warmup_s": epochs[0]["seconds"] if epochs else None,
         "train_s": train_s,
@@ -319,7 +339,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     env["framework"] = backend.environment()
     env["heap"] = heap_settings()
     warnings = thread_warnings(req, env["framework"])
-    summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs))
+    summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs), state.test_ppl)
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
     summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))
     record = {

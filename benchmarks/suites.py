@@ -3,7 +3,8 @@ imports it before any venv exists).
 
 `default` is the quick answer (LSTM and GRU in every backend, minutes); `book` runs
 the book's configurations in full, plus the book's own training loops (mode `book`)
-for 30 epochs as the throughput baseline those loops set on this machine; `scaling`
+for 30 epochs as the throughput baseline those loops set on this machine; `paper`
+reproduces Zaremba et al. 2014's non-regularized PTB LSTM (table 1); `scaling`
 varies one size at a time around quick-lstm/quick-gru (see `scaling_runs`).
 """
 
@@ -59,6 +60,7 @@ SUITES: dict[str, list[dict]] = {
         {"args": ["--preset", "jay-lstm"]},
         {"args": ["--preset", "jay-deep"]},
     ],
+    "paper": [{"args": ["--preset", "ptb-small"]}],
     "smoke": [{"args": ["--preset", "smoke"]}],
     "scaling": scaling_runs(),
 }
@@ -66,7 +68,7 @@ SUITES: dict[str, list[dict]] = {
 
 # Rounds per preset when --rounds is not given: enough paired rounds for a confidence
 # interval, each round still several epochs long (a book preset's 500 epochs: 50 each).
-SUITE_ROUNDS = {"default": 20, "book": 10, "smoke": 2, "scaling": 2}
+SUITE_ROUNDS = {"default": 20, "book": 10, "paper": 4, "smoke": 2, "scaling": 2}
 DEFAULT_ROUNDS = 7
 BACKEND_NAMES = ("pytorch", "mxnet", "jax")  # backends.BACKENDS, without importing it here
 

@@ -18,7 +18,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from backends.base import Batch, EpochStats, LanguageModel
 from backends.jax_flax.cells import RNNLM
-from backends.jax_flax.steps import compiled
+from backends.jax_flax.steps import compiled, set_learning_rate
 from common.params import Params, check_params, param_shapes
 from common.specs import RunSpec
 
@@ -73,6 +73,10 @@ class JaxModel(LanguageModel):
         """Make `nested` the parameters and restart the optimizer."""
         self._params = self._commit(nested)
         self._opt_state = self._commit(self._tx.init(self._params))
+
+    @_in_context
+    def _set_learning_rate(self, lr: float) -> None:
+        self._opt_state = self._commit(set_learning_rate(self._opt_state, lr))
 
     @_in_context
     def get_params(self) -> Params:

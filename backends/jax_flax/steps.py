@@ -41,12 +41,21 @@ def clip_by_global_norm(clip: float) -> optax.GradientTransformation:
 
 
 def make_optimizer(train: TrainSpec) -> optax.GradientTransformation:
-    """Clip, then SGD or Adam (PyTorch's defaults: betas 0.9/0.999, eps 1e-8 outside the sqrt)."""
+    """Clip, then SGD or Adam (PyTorch's defaults: betas 0.9/0.999, eps 1e-8 outside the sqrt).
+    The learning rate is a hyperparameter in the optimizer state (`inject_hyperparams`),
+    so the schedule changes it without recompiling (`set_learning_rate`)."""
     if train.optimizer == "sgd":
-        opt = optax.sgd(train.lr)
+        opt = optax.inject_hyperparams(optax.sgd)(learning_rate=train.lr)
     else:
-        opt = optax.adam(train.lr, b1=0.9, b2=0.999, eps=1e-8)
+        opt = optax.inject_hyperparams(optax.adam)(learning_rate=train.lr, b1=0.9, b2=0.999, eps=1e-8)
     return optax.chain(clip_by_global_norm(train.clip), opt)
+
+
+def set_learning_rate(opt_state, lr: float):
+    """`opt_state` of `make_optimizer` with its learning rate replaced (same dtype)."""
+    clip_state, inner = opt_state
+    rate = inner.hyperparams["learning_rate"]
+    return clip_state, inner._replace(hyperparams={**inner.hyperparams, "learning_rate": jnp.asarray(lr, rate.dtype)})
 
 
 def mean_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -149,6 +149,9 @@ class GluonModel(base.LanguageModel):
     def _make_update(self) -> None:
         self.update = make_update(self.spec, self.net.collect_params())
 
+    def _set_learning_rate(self, lr: float) -> None:
+        self.update.set_learning_rate(lr)
+
     def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
         with autograd.record():
             loss, _ = self._loss(X, Y, self._zeros(X.shape[0]))
@@ -170,6 +173,9 @@ class BookModel(GluonModel):
 
     def _make_update(self) -> None:
         self.trainer = make_trainer(self.spec, self.net.collect_params())  # the book's Trainer
+
+    def _set_learning_rate(self, lr: float) -> None:
+        self.trainer.set_learning_rate(lr)
 
     def _build_net(self):
         self.loss = BookLoss()
