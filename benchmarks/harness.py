@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from backends import default_threads, load_backend
 from backends.base import Backend, LanguageModel, parse_device
 from backends.heap import heap_settings
@@ -31,7 +33,7 @@ from common import metrics
 from common.batches import eval_splits, train_batches
 from common.corpus import Corpus, load_corpus
 from common.environment import machine_environment, machine_fingerprint, peak_rss_mb
-from common.errors import ResultsUnwritable, RunInterrupted
+from common.errors import ResultsUnwritable, RunInterrupted, SpecError
 from common.flops import train_flops_per_token
 from common.metrics import perplexity, reached_target, steady_state
 from common.params import init_params
@@ -61,6 +63,8 @@ class RunRequest:
     gated: bool = False  # wait for the campaign driver's `go` before each round
     contender: str | None = None  # the campaign's name for this process (backend[/mode][@checkout])
     run_id: str | None = None  # chosen by the campaign driver, so it can find the record
+    seeds: tuple[int, int] = (0, 1)  # (k, S): this run is seed k of S (spec.train.seed is the drawn seed)
+    perturb_init: bool = False  # every initial parameter nudged by one ulp (the chaos check)
 
 
 @dataclass
@@ -209,6 +213,10 @@ def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageM
     spec = req.spec
     params = None if spec.model.init == "framework" else init_params(
         spec.model, vocab_size, spec.train.seed, spec.train.dtype)
+    if req.perturb_init:
+        if params is None:
+            raise SpecError("--perturb-init changes the canonical initial parameters: it needs init != 'framework'")
+        params = {name: np.nextafter(p, np.array(np.inf, p.dtype)) for name, p in params.items()}
     return backend.build(spec, vocab_size, req.device, params, req.mode)
 
 
@@ -349,6 +357,8 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
         "backend": backend.name, "mode": model.mode, "mode_default": model.mode == backend.default_mode,
         "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},
         "preset": req.preset, "tag": req.tag, "threads": env["framework"].get("threads"),
+        "seed": req.spec.train.seed, "seeds": {"index": req.seeds[0], "count": req.seeds[1]},
+        "perturbed_init": req.perturb_init,
         "spec": req.spec.to_dict(), "book": req.book,
         "warnings": warnings, "epochs": state.epochs, "summary": summary, "samples": state.samples, "env": env,
     }

@@ -9,7 +9,8 @@ the same:
 - time_machine, text="whole" (d2l 2.0 `TimeMachine`): the whole text reduced the same
   way, not stripped (newlines become spaces); d2l 2.0's sorted vocabulary.
 - jaychou_lyrics (d2l-zh `load_data_jay_lyrics`): newlines to spaces, first
-  `max_tokens` characters, vocabulary from those characters only.
+  `max_tokens` characters, vocabulary from those characters only (with unk=false, as
+  d2l-zh's `list(set(chars))`, no `<unk>`: one output class fewer).
 - ptb: words of ptb.train.txt with `<eos>` at each line end; the vocabulary from the
   training words; ptb.valid.txt and ptb.test.txt the same way, through the training
   vocabulary.
@@ -88,7 +89,7 @@ def _jaychou(spec: DataSpec, data_dir: Path | None) -> Corpus:
     text = read_zip_member(fetch("jaychou_lyrics", data_dir), "jaychou_lyrics.txt")
     text = text.replace("\n", " ").replace("\r", " ")
     chars = list(text[: spec.max_tokens] if spec.max_tokens > 0 else text)
-    vocab = Vocab(chars, min_freq=spec.min_freq)
+    vocab = Vocab(chars, min_freq=spec.min_freq, unk=spec.unk)
     return Corpus(_ids(vocab, chars), None, vocab)
 
 

@@ -59,7 +59,8 @@ class DataSpec:
     `num_train`/`num_val` split the `windows` sampling into train/validation windows
     (0 = all windows train, no validation). `eval_splits` names the held-out splits
     to evaluate, comma-separated (`valid`: after every epoch; `test`: once, at the
-    end), `none`, or `auto` (whatever the corpus has).
+    end), `none`, or `auto` (whatever the corpus has). `unk=false` leaves `<unk>` out
+    of a character vocabulary that has every character (d2l-zh's jay lyrics).
     """
 
     corpus: str = "time_machine"
@@ -70,6 +71,7 @@ class DataSpec:
     num_train: int = 0
     num_val: int = 0
     eval_splits: str = "auto"
+    unk: bool = True
 
     def __post_init__(self) -> None:
         _choice("corpus", self.corpus, CORPORA)
@@ -81,6 +83,11 @@ class DataSpec:
         _positive("num_train", self.num_train, 0)
         _positive("num_val", self.num_val, 0)
         self.splits  # checks the names
+        if not isinstance(self.unk, bool):
+            raise SpecError(f"unk={self.unk!r} must be true or false")
+        if not self.unk and (self.corpus != "jaychou_lyrics" or self.min_freq > 1):
+            raise SpecError("unk=false (no <unk> in the vocabulary) needs every token kept: "
+                            "corpus='jaychou_lyrics' with min_freq <= 1")
         if self.corpus == "ptb" and self.token != "word":
             raise SpecError("corpus='ptb' is word-level: set token='word'")
         if self.corpus == "jaychou_lyrics" and self.token != "char":
@@ -311,11 +318,13 @@ def load_preset(name: str, preset_dir: Path | None = None) -> tuple[RunSpec, dic
         description = raw.pop("description", "")
         if not isinstance(description, str):
             raise SpecError(f"description must be a string, not {description!r}")
+        seeds = raw.pop("seeds", 1)
+        _positive("seeds (how many seeds a run of this preset trains)", seeds, 1, 1000)
         _check_book(meta)
         spec = RunSpec.from_dict(raw)
     except SpecError as exc:
         raise SpecError(f"preset file {path}: {exc}") from None
-    return spec, {**meta, "description": description}
+    return spec, {**meta, "description": description, "seeds": seeds}
 
 
 def _check_book(meta: dict[str, Any]) -> None:
