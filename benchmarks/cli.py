@@ -132,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.progress import Progress
     from benchmarks.rounds import epoch_rounds
     from benchmarks.summary import describe_run
+    from common.records import new_campaign_id
 
     spec, book = resolve_spec(args)
     epoch_rounds(spec.train.epochs, args.rounds)  # --rounds 0 is an error before anything runs
@@ -139,11 +140,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise RnnbenchError(f"a campaign run needs at least 2 epochs (a warm-up and a timed one); "
                             f"{args.preset} has {spec.train.epochs}: raise --epochs")
     count, indices = seed_plan(args, book)
+    campaign = args.campaign or (new_campaign_id() if len(indices) > 1 else None)  # the seeds form one campaign
     codes = []
     for k in indices:
         seeded = spec.with_overrides([f"seed={spec.train.seed + k}"]) if k else spec
         req = RunRequest(args.backend, seeded, args.preset, book, args.device, args.mode, args.threads,
-                         args.data_dir, args.results, args.peak, args.tag, campaign=args.campaign,
+                         args.data_dir, args.results, args.peak, args.tag, campaign=campaign,
                          rounds=args.rounds, gated=args.gate, contender=args.contender, run_id=args.run_id,
                          seeds=(k, count), perturb_init=args.perturb_init)
         label = f"{args.backend} {args.preset}" + (f" seed {seeded.train.seed}" if count > 1 else "")
