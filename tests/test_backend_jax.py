@@ -170,3 +170,20 @@ def test_wavefront_falls_back_to_the_per_layer_path(backend, change):
     losses = [backend.build(spec, VOCAB, "cpu", params, mode).train_epoch(data).loss_sum
               for mode in ("scan", "wavefront")]
     assert losses[0] == losses[1]
+
+
+def test_clip_norm_keeps_the_small_gradients():
+    """Two million tiny gradients beside a few large ones: XLA's reduction keeps the
+    clip scale within float32 rounding of float64's (PyTorch and MXNet needed a fix)."""
+    import jax.numpy as jnp
+
+    from backends.jax_flax.steps import clip_by_global_norm
+
+    rng = np.random.RandomState(0)
+    big = (rng.randn(10000, 200) * 1e-5).astype(np.float32)
+    big[:5] = rng.randn(5, 200) * 0.05
+    want = np.sqrt((big.astype(np.float64) ** 2).sum())
+    tx = clip_by_global_norm(0.01)
+    out, _ = tx.update({"w": jnp.asarray(big)}, tx.init(None))
+    scale = float(out["w"][0, 0] / big[0, 0])
+    assert abs(scale - 0.01 / want) / (0.01 / want) < 1e-6
