@@ -82,7 +82,7 @@ class DataSpec:
         _positive("min_freq", self.min_freq, 0)
         _positive("num_train", self.num_train, 0)
         _positive("num_val", self.num_val, 0)
-        self.splits  # checks the names
+        _ = self.splits  # checks the names
         if not isinstance(self.unk, bool):
             raise SpecError(f"unk={self.unk!r} must be true or false")
         if not self.unk and (self.corpus != "jaychou_lyrics" or self.min_freq > 1):

@@ -11,10 +11,11 @@ import pytest
 pytest.importorskip("pandas")
 pytest.importorskip("scipy")
 
+from test_report import make_record  # noqa: E402
+
 from benchmarks.report.data import load_runs, with_group_ids  # noqa: E402
 from benchmarks.report.tables import headline_rows, reproduction_table  # noqa: E402
 from common.records import append_record  # noqa: E402
-from test_report import make_record  # noqa: E402
 
 FINAL = {"mxnet": [1.03, 1.02, 1.04, 1.03, 1.05], "pytorch": [1.05, 1.02, 1.3, 1.04, 1.06],
          "jax": [3.0, 4.0, 5.0, 6.0, 7.0]}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.report.data import MICRO, ROW_KEYS, pick_rows, preset_info
-from benchmarks.report.seeds import seed_stats, reproduces
+from benchmarks.report.seeds import reproduces, seed_stats
 from benchmarks.report.stats import group_verdicts, round_rates
 from benchmarks.suites import SCALING_AXES
 from common.metrics import reached_target, utilisation
