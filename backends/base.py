@@ -178,6 +178,17 @@ class LanguageModel(ABC):
         check_batch(X, None, self.vocab_size)
         return self._recurrent_pass(X, grads)
 
+    def set_learning_rate(self, lr: float) -> None:
+        """Train the following steps with learning rate `lr` (the harness's schedule sets
+        it before an epoch); the optimizer's other state (Adam's moments) is kept."""
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"the learning rate must be a finite number > 0; got {lr!r}")
+        self._set_learning_rate(float(lr))
+
+    def _set_learning_rate(self, lr: float) -> None:
+        """Set the optimizer's learning rate for subsequent steps (every backend model)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot change its learning rate")
+
     @abstractmethod
     def get_params(self) -> Params:
         """Current parameters, canonical layout, as numpy arrays."""

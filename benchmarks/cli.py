@@ -33,6 +33,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="skip measuring the matmul peak (a few seconds) used for utilisation")
     run.add_argument("--tag", default=None, metavar="NAME",
                      help="label stored in the record (e.g. `scaling`: the report's scaling curves)")
+    run.add_argument("--seeds", type=int, default=None, metavar="S",
+                     help="train S seeds (the spec's seed, seed+1, ...; each draws its own initial parameters and "
+                          "batch offsets, the same draw in every backend), one record each; default: the preset's "
+                          "`seeds`, else 1")
+    run.add_argument("--seed-index", type=int, default=None, metavar="K",
+                     help="train only seed K (0-based) of the S (a campaign runs each seed in its own process)")
+    run.add_argument("--perturb-init", action="store_true",
+                     help="nudge every initial parameter by one float ulp (a chaos check: does a change in the "
+                          "last bit spread the result as widely as changing framework?)")
     camp = run.add_argument_group("campaign (set by `python -m benchmarks campaign`; a run on its own is "
                                   "a campaign of one)")
     camp.add_argument("--campaign", default=None, metavar="ID", help="the campaign this run belongs to")
@@ -126,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.progress import Progress
     from benchmarks.rounds import epoch_rounds
     from benchmarks.summary import describe_run
+    from common.records import new_campaign_id
 
     spec, book = resolve_spec(args)
     epoch_rounds(spec.train.epochs, args.rounds)  # --rounds 0 is an error before anything runs
@@ -134,16 +144,41 @@ def cmd_run(args: argparse.Namespace) -> int:
                             f"{args.preset} has {spec.train.epochs}: raise --epochs")
     if workers.wanted(args):
         return workers.cmd_run(args, spec, book)
-    req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads,
-                     args.data_dir, args.results, args.peak, args.tag, campaign=args.campaign,
-                     rounds=args.rounds, gated=args.gate, contender=args.contender, run_id=args.run_id)
-    progress = Progress(spec.train.epochs, f"{args.backend} {args.preset}", enabled=None if not args.quiet else False)
-    try:
-        record = run(req, progress.update)
-    finally:
-        progress.close()
-    print(describe_run(record))
-    return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
+    count, indices = seed_plan(args, book)
+    campaign = args.campaign or (new_campaign_id() if len(indices) > 1 else None)  # the seeds form one campaign
+    codes = []
+    for k in indices:
+        seeded = spec.with_overrides([f"seed={spec.train.seed + k}"]) if k else spec
+        req = RunRequest(args.backend, seeded, args.preset, book, args.device, args.mode, args.threads,
+                         args.data_dir, args.results, args.peak, args.tag, campaign=campaign,
+                         rounds=args.rounds, gated=args.gate, contender=args.contender, run_id=args.run_id,
+                         seeds=(k, count), perturb_init=args.perturb_init)
+        label = f"{args.backend} {args.preset}" + (f" seed {seeded.train.seed}" if count > 1 else "")
+        progress = Progress(spec.train.epochs, label, enabled=None if not args.quiet else False)
+        try:
+            record = run(req, progress.update)
+        finally:
+            progress.close()
+        print(describe_run(record))
+        codes.append({"ok": 0, "interrupted": 130}.get(record["status"], 1))
+        if codes[-1] == 130:
+            break
+    return max(codes)
+
+
+def seed_plan(args: argparse.Namespace, book: dict) -> tuple[int, list[int]]:
+    """(S, the seed indices this process trains): --seeds, else the preset's `seeds`."""
+    count = args.seeds if args.seeds is not None else int(book.get("seeds", 1))
+    if count < 1:
+        raise RnnbenchError(f"--seeds={count} must be at least 1 (how many seeds to train, e.g. --seeds 5)")
+    if args.seed_index is not None:
+        if not 0 <= args.seed_index < count:
+            raise RnnbenchError(f"--seed-index={args.seed_index} must be from 0 to {count - 1} (one of the "
+                                f"--seeds {count})")
+        return count, [args.seed_index]
+    if count > 1 and (args.gate or args.run_id):
+        raise RnnbenchError(f"a campaign run trains one seed per process: add --seed-index K (0 to {count - 1})")
+    return count, list(range(count))
 
 
 def cmd_parity(args: argparse.Namespace) -> int:

@@ -24,15 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from backends import default_threads, load_backend
 from backends.base import Backend, LanguageModel, parse_device
 from backends.heap import heap_settings
 from benchmarks.rounds import Gate, epoch_rounds
 from common import metrics
-from common.batches import train_batches, valid_batches
+from common.batches import eval_splits, train_batches
 from common.corpus import Corpus, load_corpus
 from common.environment import machine_environment, machine_fingerprint, peak_rss_mb
-from common.errors import ResultsUnwritable, RunInterrupted
+from common.errors import ResultsUnwritable, RunInterrupted, SpecError
 from common.flops import train_flops_per_token
 from common.metrics import perplexity, reached_target, steady_state
 from common.params import init_params
@@ -63,6 +65,8 @@ class RunRequest:
     contender: str | None = None  # the campaign's name for this process (backend[/mode][@checkout])
     run_id: str | None = None  # chosen by the campaign driver, so it can find the record
     build: Callable[..., LanguageModel] | None = None  # another model builder (a data-parallel worker's)
+    seeds: tuple[int, int] = (0, 1)  # (k, S): this run is seed k of S (spec.train.seed is the drawn seed)
+    perturb_init: bool = False  # every initial parameter nudged by one ulp (the chaos check)
 
 
 @dataclass
@@ -76,6 +80,7 @@ class RunState:
     peak_flops: float | None = None  # the plain matmul (the ceiling's choice)
     peaks: dict[str, float] = field(default_factory=dict)  # every matmul the framework offers
     vocab_size: int = 0
+    test_ppl: float | None = None
 
 
 def results_file(req: RunRequest) -> Path:
@@ -98,7 +103,7 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
     with StopSignals() as stop:
         try:
             corpus = load_corpus(req.spec.data, req.data_dir)
-            valid = valid_batches(corpus, req.spec)
+            held_out = eval_splits(corpus, req.spec)
             train_batches(corpus, req.spec, 0)  # raises SpecError now for sizes that cannot fit
             backend = load_backend(req.backend, req.threads)
             model = build_model(backend, req, len(corpus.vocab))
@@ -110,8 +115,9 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
         try:
             state.peaks = measure_peaks(backend, req.device) if req.measure_peak else {}
             state.peak_flops = state.peaks.get("plain")
-            train(model, corpus, req.spec, valid, state, on_epoch, round_gate(req))
+            train(model, corpus, req.spec, held_out.get("valid"), state, on_epoch, round_gate(req))
             if state.status == "ok":
+                state.test_ppl = evaluate_test(model, held_out.get("test"))
                 state.samples = samples(model, corpus, req.spec)
             stop.hold()
         except KeyboardInterrupt:
@@ -212,6 +218,10 @@ def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageM
     spec = req.spec
     params = None if spec.model.init == "framework" else init_params(
         spec.model, vocab_size, spec.train.seed, spec.train.dtype)
+    if req.perturb_init:
+        if params is None:
+            raise SpecError("--perturb-init changes the canonical initial parameters: it needs init != 'framework'")
+        params = {name: np.nextafter(p, np.array(np.inf, p.dtype)) for name, p in params.items()}
     build = backend.build if req.build is None else functools.partial(req.build, backend)
     return build(spec, vocab_size, req.device, params, req.mode)
 
@@ -225,15 +235,21 @@ def round_gate(req: RunRequest) -> Gate | None:
 def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: RunState, on_epoch,
           gate: Gate | None = None) -> None:
     """Timed epochs; stops early (status `diverged`) at the first non-finite loss. With a
-    gate, waits for the campaign driver before each round (outside the clock)."""
+    gate, waits for the campaign driver before each round (outside the clock). Each
+    epoch's learning rate comes from the spec's schedule, set (outside the clock) when
+    it changes; `valid` is evaluated after every epoch."""
+    lr = spec.train.lr  # what the model was built with
     for epoch in range(spec.train.epochs):
         if gate is not None:
             gate.before_epoch(epoch, state.epochs)
         batches = train_batches(corpus, spec, epoch)
+        if spec.train.lr_at(epoch + 1) != lr:
+            lr = spec.train.lr_at(epoch + 1)
+            model.set_learning_rate(lr)
         usage, tic = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         stats = model.train_epoch(batches)
         seconds = time.perf_counter() - tic
-        row = {"epoch": epoch + 1, "train_ppl": perplexity(stats.loss_sum, stats.tokens),
+        row = {"epoch": epoch + 1, "lr": lr, "train_ppl": perplexity(stats.loss_sum, stats.tokens),
                "tokens": stats.tokens, "seconds": seconds, "tok_s": stats.tokens / seconds,
                **process_usage(usage)}
         if valid:
@@ -247,6 +263,14 @@ def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: Run
             break
     if gate is not None:
         gate.finish(state.epochs)
+
+
+def evaluate_test(model: LanguageModel, batches) -> float | None:
+    """The test split's perplexity after training, or None without one."""
+    if not batches:
+        return None
+    stats = model.evaluate(batches)
+    return perplexity(stats.loss_sum, stats.tokens)
 
 
 def process_usage(before: resource.struct_rusage) -> dict[str, float]:
@@ -269,13 +293,17 @@ def samples(model: LanguageModel, corpus: Corpus, spec: RunSpec) -> dict[str, st
     return out
 
 
-def summarise(epochs: list[dict], book: dict, train_s: float) -> dict[str, Any]:
+def summarise(epochs: list[dict], book: dict, train_s: float, test_ppl: float | None = None) -> dict[str, Any]:
     tok = steady_state([e["tok_s"] for e in epochs])
     last = epochs[-1] if epochs else {}
+    metric = book.get("metric", "train_ppl")
+    seen = [e[metric] for e in epochs if e.get(metric) is not None and math.isfinite(e[metric])]
     return {
         "epochs_done": len(epochs),
         "final_train_ppl": last.get("train_ppl"),
         "final_val_ppl": last.get("val_ppl"),
+        "test_ppl": test_ppl,
+        "best_ppl": min(seen) if seen else None,
         "tok_s_median": tok["median"], "tok_s_min": tok["min"], "tok_s_max": tok["max"], "tok_s_iqr": tok["iqr"],
         "warmup_s": epochs[0]["seconds"] if epochs else None,
         "train_s": train_s,
@@ -325,7 +353,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     env["framework"] = backend.environment()
     env["heap"] = heap_settings()
     warnings = thread_warnings(req, env["framework"])
-    summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs))
+    summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs), state.test_ppl)
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
     summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))
     summary.update(peak_flops_own=max(state.peaks.values()) if state.peaks else None, peaks=state.peaks)
@@ -337,6 +365,8 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
         "track": backend.track_of(model.mode), "mode_description": backend.describe_mode(model.mode),
         "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},
         "preset": req.preset, "tag": req.tag, "threads": env["framework"].get("threads"),
+        "seed": req.spec.train.seed, "seeds": {"index": req.seeds[0], "count": req.seeds[1]},
+        "perturbed_init": req.perturb_init,
         "spec": req.spec.to_dict(), "book": req.book,
         "warnings": warnings, "epochs": state.epochs, "summary": summary, "samples": state.samples, "env": env,
     }

@@ -5,14 +5,18 @@ imports it before any venv exists).
 in each track (`SUITE_TRACKS`: out-of-box, tuned, and the book's loop where the book
 has one), so every contender is a backend x mode; `book` runs
 the book's configurations in full, plus the book's own training loops (mode `book`)
-for 30 epochs as the throughput baseline those loops set on this machine; `scaling`
+for 30 epochs as the throughput baseline those loops set on this machine; `paper`
+reproduces Zaremba et al. 2014's non-regularized PTB LSTM (table 1); `scaling`
 varies one size at a time around quick-lstm/quick-gru (see `scaling_runs`).
 """
 
 from __future__ import annotations
 
 import math
+import tomllib
+from pathlib import Path
 
+PRESETS = Path(__file__).resolve().parent / "presets"
 SCALING_TAG = "scaling"
 # One size varied at a time around the quick presets' own (batch 32, 35 steps, 2 x 256);
 # the unvaried point (the preset itself) is run once and belongs to every curve.
@@ -61,6 +65,7 @@ SUITES: dict[str, list[dict]] = {
         {"args": ["--preset", "jay-lstm"]},
         {"args": ["--preset", "jay-deep"]},
     ],
+    "paper": [{"args": ["--preset", "ptb-small"]}],
     "smoke": [{"args": ["--preset", "smoke"]}],
     "scaling": scaling_runs(),
 }
@@ -68,7 +73,7 @@ SUITES: dict[str, list[dict]] = {
 
 # Rounds per preset when --rounds is not given: enough paired rounds for a confidence
 # interval, each round still several epochs long (a book preset's 500 epochs: 50 each).
-SUITE_ROUNDS = {"default": 10, "book": 10, "smoke": 2, "scaling": 2}
+SUITE_ROUNDS = {"default": 10, "book": 10, "paper": 4, "smoke": 2, "scaling": 2}
 # The tracks (backends.base.TRACKS) a suite runs every backend in, as contenders of one
 # campaign (`run --mode TRACK` builds that track's mode); a suite not named here runs
 # each backend's default mode. `book` only where the book has a loop (BOOK_BACKENDS).
@@ -129,5 +134,40 @@ def plan(backend: str, posargs: list[str]) -> list[list[str]]:
         if suite not in SUITES:
             raise PlanError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
     elif args:
+        return per_seed(args)
+    return [run for entry in SUITES[suite] if backend in entry.get("backends", [backend])
+            for run in per_seed(entry["args"] + args)]
+
+
+def per_seed(args: list[str]) -> list[list[str]]:
+    """One run per seed: `--seeds S` (else the preset's own `seeds`) becomes S runs with
+    `--seed-index k`, each its own process in a campaign, so seed k of every backend
+    trains in the same rounds and pairs across frameworks."""
+    if "--seed-index" in args:
         return [args]
-    return [entry["args"] + args for entry in SUITES[suite] if backend in entry.get("backends", [backend])]
+    count = _int(_value(args, "--seeds")) or preset_seeds(_value(args, "--preset") or "quick-lstm")
+    if count <= 1:
+        return [args]
+    rest = [a for i, a in enumerate(args) if a != "--seeds" and (i == 0 or args[i - 1] != "--seeds")]
+    return [rest + ["--seeds", str(count), "--seed-index", str(k)] for k in range(count)]
+
+
+def _value(args: list[str], flag: str) -> str | None:
+    i = len(args) - 1 - args[::-1].index(flag) if flag in args else -1
+    return args[i + 1] if 0 <= i < len(args) - 1 else None
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text) if text is not None else 0
+    except ValueError:
+        return 0  # the run itself refuses it, in one line
+
+
+def preset_seeds(name: str) -> int:
+    """A preset's `seeds` (1 when it sets none or cannot be read: the run reports that)."""
+    try:
+        raw = tomllib.loads((PRESETS / f"{name}.toml").read_text(encoding="utf-8"))
+        return max(1, int(raw.get("seeds", 1)))
+    except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError):
+        return 1

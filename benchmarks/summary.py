@@ -22,6 +22,7 @@ def describe_run(record: dict) -> str:
         ("epochs", f"{s['epochs_done']} of {record['spec']['train']['epochs']}"),
         ("train perplexity", _fmt(s["final_train_ppl"])),
         ("valid perplexity", _fmt(s["final_val_ppl"])),
+        ("test perplexity", _fmt(s.get("test_ppl"))),
         ("tokens/sec", f"{_fmt(s['tok_s_median'], ',.0f')} median of later epochs "
                        f"(min {_fmt(s['tok_s_min'], ',.0f')}, max {_fmt(s['tok_s_max'], ',.0f')})"),
         ("warm-up", f"{_fmt(s['warmup_s'], '.2f')} s (first epoch, incl. compile)"),

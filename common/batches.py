@@ -18,13 +18,14 @@ Sizes that would give no batches raise SpecError saying which field and what fit
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
 
 from common.corpus import Corpus
 from common.errors import SpecError
-from common.specs import RunSpec
+from common.specs import RunSpec, TrainSpec
 
 Batch = tuple[np.ndarray, np.ndarray]
 
@@ -152,7 +153,8 @@ def train_batches(corpus: Corpus, spec: RunSpec, epoch: int) -> list[Batch]:
     rng = _rng(t.seed, epoch)
     if t.sampling == "sequential":
         _check_sequential(n, b, s, "corpus", cut)
-        return _sequential(ids, b, s, int(rng.randint(0, s + 1)))
+        offset = int(rng.randint(0, s + 1))  # drawn either way, so later draws do not shift
+        return _sequential(ids, b, s, offset if t.random_offset else 0)
     if t.sampling == "random":
         _check_random(n, b, s, cut)
         return _random(ids, b, s, rng)
@@ -188,6 +190,52 @@ def valid_batches(corpus: Corpus, spec: RunSpec) -> list[Batch]:
             f"{max((len(corpus.valid) - 1) // b, 0)}"
         )
     return _sequential(corpus.valid, b, s, 0)
+
+
+def split_batches(corpus: Corpus, spec: RunSpec, split: str) -> list[Batch]:
+    """The batches of held-out split `valid` or `test`, in order.
+
+    With eval_batch_size=1 the split is one continuous stream: (1, num_steps) blocks
+    from its first token, the last block shorter so every token but the first is
+    predicted once (the state is carried through it, as Zaremba et al.'s code and
+    TensorFlow's PTB tutorial evaluate). Otherwise `valid_batches`' way (the test
+    split alike). A split the corpus does not have is a SpecError naming the fix.
+    """
+    ids = corpus.split(split)
+    if ids is None:
+        if split == "valid" and spec.train.sampling == "windows" and spec.data.num_val:
+            return valid_batches(corpus, spec)
+        raise SpecError(f"corpus {spec.data.corpus!r} has no {split} split (only ptb has valid and test): "
+                        f"set eval_splits='auto' (what the corpus has) or leave {split} out of eval_splits")
+    b = spec.train.eval_batch_size or spec.train.batch_size
+    if spec.train.eval_batch_size != 1:
+        held_out = Corpus(corpus.tokens, ids, corpus.vocab)
+        return valid_batches(held_out, RunSpec(spec.data, spec.model, _with_batch(spec, b)))
+    return _stream(ids, spec.train.num_steps)
+
+
+def _with_batch(spec: RunSpec, batch_size: int) -> TrainSpec:
+    return dataclasses.replace(spec.train, batch_size=batch_size)
+
+
+def _stream(ids: np.ndarray, s: int) -> list[Batch]:
+    """One row: consecutive (1, s) blocks over the whole stream, the last one shorter."""
+    if len(ids) < 2:
+        raise SpecError(f"a held-out stream of {len(ids)} tokens has nothing to predict")
+    return [(ids[None, i:min(i + s, len(ids) - 1)].astype(np.int32), ids[None, i + 1:min(i + s, len(ids) - 1) + 1]
+             .astype(np.int32)) for i in range(0, len(ids) - 1, s)]
+
+
+def eval_splits(corpus: Corpus, spec: RunSpec) -> dict[str, list[Batch]]:
+    """split name -> batches, for the splits the spec asks to evaluate (`auto`: those
+    the corpus has, and the `windows` validation windows)."""
+    names = spec.data.splits
+    if names is None:
+        names = tuple(n for n in ("valid", "test") if corpus.split(n) is not None)
+        if spec.train.sampling == "windows" and "valid" not in names and spec.data.num_val:
+            names = ("valid",) + names
+    out = {name: split_batches(corpus, spec, name) for name in names}
+    return {name: batches for name, batches in out.items() if batches}
 
 
 def batches_digest(batches: list[Batch]) -> str:

@@ -9,9 +9,11 @@ the same:
 - time_machine, text="whole" (d2l 2.0 `TimeMachine`): the whole text reduced the same
   way, not stripped (newlines become spaces); d2l 2.0's sorted vocabulary.
 - jaychou_lyrics (d2l-zh `load_data_jay_lyrics`): newlines to spaces, first
-  `max_tokens` characters, vocabulary from those characters only.
+  `max_tokens` characters, vocabulary from those characters only (with unk=false, as
+  d2l-zh's `list(set(chars))`, no `<unk>`: one output class fewer).
 - ptb: words of ptb.train.txt with `<eos>` at each line end; the vocabulary from the
-  training words; ptb.valid.txt the same way, through the training vocabulary.
+  training words; ptb.valid.txt and ptb.test.txt the same way, through the training
+  vocabulary.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ _NON_LETTERS = re.compile("[^A-Za-z]+")
 
 @dataclass(frozen=True, eq=False)
 class Corpus:
-    """The id stream used for training, an optional validation stream, the vocabulary.
+    """The id stream used for training, optional validation and test streams, the
+    vocabulary.
 
     Arrays are int32 and read-only, so every consumer sees the same bytes.
     """
@@ -44,6 +47,11 @@ class Corpus:
     tokens: np.ndarray
     valid: np.ndarray | None
     vocab: Vocab
+    test: np.ndarray | None = None
+
+    def split(self, name: str) -> np.ndarray | None:
+        """The held-out stream `valid` or `test` (None when the corpus has none)."""
+        return {"valid": self.valid, "test": self.test}[name]
 
 
 def _ids(vocab: Vocab, tokens: list[str]) -> np.ndarray:
@@ -81,7 +89,7 @@ def _jaychou(spec: DataSpec, data_dir: Path | None) -> Corpus:
     text = read_zip_member(fetch("jaychou_lyrics", data_dir), "jaychou_lyrics.txt")
     text = text.replace("\n", " ").replace("\r", " ")
     chars = list(text[: spec.max_tokens] if spec.max_tokens > 0 else text)
-    vocab = Vocab(chars, min_freq=spec.min_freq)
+    vocab = Vocab(chars, min_freq=spec.min_freq, unk=spec.unk)
     return Corpus(_ids(vocab, chars), None, vocab)
 
 
@@ -96,8 +104,9 @@ def _ptb(spec: DataSpec, data_dir: Path | None) -> Corpus:
     path = fetch("ptb", data_dir)
     train = _ptb_words(read_zip_member(path, "ptb/ptb.train.txt"))
     valid = _ptb_words(read_zip_member(path, "ptb/ptb.valid.txt"))
+    test = _ptb_words(read_zip_member(path, "ptb/ptb.test.txt"))
     vocab = Vocab(train, min_freq=spec.min_freq)
-    return Corpus(_cut(_ids(vocab, train), spec.max_tokens), _ids(vocab, valid), vocab)
+    return Corpus(_cut(_ids(vocab, train), spec.max_tokens), _ids(vocab, valid), vocab, _ids(vocab, test))
 
 
 _READERS = {"time_machine": _time_machine, "jaychou_lyrics": _jaychou, "ptb": _ptb}

@@ -26,6 +26,7 @@ INITS = ("uniform", "normal", "framework")
 SAMPLINGS = ("sequential", "random", "windows")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
+SPLITS = ("valid", "test")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -56,7 +57,10 @@ class DataSpec:
     `text` picks the Time Machine preprocessing: `lines` is d2l 0.x (per line, then
     joined with nothing), `whole` is d2l 2.0 (whole text, newlines become spaces).
     `num_train`/`num_val` split the `windows` sampling into train/validation windows
-    (0 = all windows train, no validation).
+    (0 = all windows train, no validation). `eval_splits` names the held-out splits
+    to evaluate, comma-separated (`valid`: after every epoch; `test`: once, at the
+    end), `none`, or `auto` (whatever the corpus has). `unk=false` leaves `<unk>` out
+    of a character vocabulary that has every character (d2l-zh's jay lyrics).
     """
 
     corpus: str = "time_machine"
@@ -66,6 +70,8 @@ class DataSpec:
     min_freq: int = 0
     num_train: int = 0
     num_val: int = 0
+    eval_splits: str = "auto"
+    unk: bool = True
 
     def __post_init__(self) -> None:
         _choice("corpus", self.corpus, CORPORA)
@@ -76,10 +82,27 @@ class DataSpec:
         _positive("min_freq", self.min_freq, 0)
         _positive("num_train", self.num_train, 0)
         _positive("num_val", self.num_val, 0)
+        _ = self.splits  # checks the names
+        if not isinstance(self.unk, bool):
+            raise SpecError(f"unk={self.unk!r} must be true or false")
+        if not self.unk and (self.corpus != "jaychou_lyrics" or self.min_freq > 1):
+            raise SpecError("unk=false (no <unk> in the vocabulary) needs every token kept: "
+                            "corpus='jaychou_lyrics' with min_freq <= 1")
         if self.corpus == "ptb" and self.token != "word":
             raise SpecError("corpus='ptb' is word-level: set token='word'")
         if self.corpus == "jaychou_lyrics" and self.token != "char":
             raise SpecError("corpus='jaychou_lyrics' is character-level: set token='char'")
+
+
+    @property
+    def splits(self) -> tuple[str, ...] | None:
+        """The evaluated splits, or None for `auto` (all the corpus has)."""
+        if self.eval_splits == "auto":
+            return None
+        names = () if self.eval_splits == "none" else tuple(s.strip() for s in str(self.eval_splits).split(","))
+        for name in names:
+            _choice("eval_splits", name, SPLITS)
+        return names
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,7 @@ class ModelSpec:
     embed_size: int = 0
     dropout: float = 0.0
     init: str = "uniform"
+    init_scale: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("cell", self.cell, CELLS)
@@ -105,6 +129,9 @@ class ModelSpec:
         _choice("init", self.init, INITS)
         if self.input == "embedding":
             _positive("embed_size (required with input='embedding')", self.embed_size)
+        _number("init_scale (0 = the init's own scaling)", self.init_scale, 0)
+        if self.init_scale and self.init != "uniform":
+            raise SpecError(f"init_scale={self.init_scale} draws U(-s, s) for every parameter: it needs init='uniform'")
         if isinstance(self.dropout, bool) or not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise SpecError(f"dropout={self.dropout!r} must be in [0, 1)")
 
@@ -120,7 +147,15 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """How batches are drawn and the model optimised."""
+    """How batches are drawn and the model optimised.
+
+    Learning-rate schedule: epoch e (from 1) trains with lr * lr_decay**(e - decay_after)
+    once e > decay_after, else lr (Zaremba et al.: lr 1, lr_decay 0.5, decay_after 4).
+    `random_offset=false` starts sequential batches at token 0 every epoch (the same
+    batches each epoch, as d2l-zh's `data_iter_consecutive` and Zaremba's code).
+    `eval_batch_size` cuts held-out splits into that many rows (0: batch_size); 1
+    evaluates each split as one continuous stream with the state carried through it.
+    """
 
     batch_size: int = 32
     num_steps: int = 35
@@ -131,6 +166,10 @@ class TrainSpec:
     epochs: int = 500
     seed: int = 0
     dtype: str = "float32"
+    lr_decay: float = 1.0
+    decay_after: int = 0
+    random_offset: bool = True
+    eval_batch_size: int = 0
 
     def __post_init__(self) -> None:
         _positive("batch_size", self.batch_size)
@@ -142,6 +181,20 @@ class TrainSpec:
         _positive("epochs", self.epochs)
         _positive("seed", self.seed, 0, 2**32 - 1)
         _choice("dtype", self.dtype, DTYPES)
+        _number("lr_decay", self.lr_decay, 0, inclusive=False)
+        _positive("decay_after", self.decay_after, 0)
+        if not isinstance(self.random_offset, bool):
+            raise SpecError(f"random_offset={self.random_offset!r} must be true or false")
+        _positive("eval_batch_size (0 = batch_size)", self.eval_batch_size, 0)
+        if self.lr_decay != 1 and self.decay_after >= self.epochs:
+            raise SpecError(
+                f"the schedule decays the lr from epoch decay_after+1 = {self.decay_after + 1}, past the last "
+                f"epoch ({self.epochs}): use decay_after <= {self.epochs - 1}, epochs >= {self.decay_after + 1}, "
+                f"or lr_decay=1 (no schedule)")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch `epoch` (counted from 1)."""
+        return self.lr * self.lr_decay ** max(0, epoch - self.decay_after)
 
     @property
     def carries_state(self) -> bool:
@@ -265,11 +318,13 @@ def load_preset(name: str, preset_dir: Path | None = None) -> tuple[RunSpec, dic
         description = raw.pop("description", "")
         if not isinstance(description, str):
             raise SpecError(f"description must be a string, not {description!r}")
+        seeds = raw.pop("seeds", 1)
+        _positive("seeds (how many seeds a run of this preset trains)", seeds, 1, 1000)
         _check_book(meta)
         spec = RunSpec.from_dict(raw)
     except SpecError as exc:
         raise SpecError(f"preset file {path}: {exc}") from None
-    return spec, {**meta, "description": description}
+    return spec, {**meta, "description": description, "seeds": seeds}
 
 
 def _check_book(meta: dict[str, Any]) -> None:

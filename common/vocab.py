@@ -31,6 +31,7 @@ class Vocab:
         min_freq: int = 0,
         reserved_tokens: Iterable[str] = (),
         order: str = "frequency",
+        unk: bool = True,
     ) -> None:
         if order not in ORDERS:
             raise ValueError(f"order={order!r}; choose one of {ORDERS}")
@@ -38,13 +39,14 @@ class Vocab:
         # sorted() is stable and Counter keeps first-seen order: ties stay first-seen.
         self.token_freqs: list[tuple[str, int]] = sorted(counter.items(), key=lambda item: item[1], reverse=True)
         kept = [token for token, freq in self.token_freqs if freq >= min_freq]
+        first = [UNK] if unk else []  # unk=False: no `<unk>` (d2l-zh's `list(set(chars))`)
         if order == "sorted":
-            idx_to_token = sorted(set([UNK, *reserved_tokens, *kept]))
+            idx_to_token = sorted(set([*first, *reserved_tokens, *kept]))
         else:
-            idx_to_token = list(dict.fromkeys([UNK, *reserved_tokens, *kept]))
+            idx_to_token = list(dict.fromkeys([*first, *reserved_tokens, *kept]))
         self.idx_to_token: list[str] = idx_to_token
         self.token_to_idx: dict[str, int] = {t: i for i, t in enumerate(idx_to_token)}
-        self.unk: int = self.token_to_idx[UNK]
+        self.unk: int | None = self.token_to_idx.get(UNK) if unk else None
 
     def __len__(self) -> int:
         return len(self.idx_to_token)

@@ -281,3 +281,20 @@ def test_set_learning_rate_changes_the_next_steps_without_recompiling(backend, m
     model.set_params(after_first)
     model.train_epoch(second)
     assert worst_error(model.get_params(), want) <= 1e-4
+
+
+def test_clip_norm_keeps_the_small_gradients():
+    """Two million tiny gradients beside a few large ones: XLA's reduction keeps the
+    clip scale within float32 rounding of float64's (PyTorch and MXNet needed a fix)."""
+    import jax.numpy as jnp
+
+    from backends.jax_flax.steps import clip_by_global_norm
+
+    rng = np.random.RandomState(0)
+    big = (rng.randn(10000, 200) * 1e-5).astype(np.float32)
+    big[:5] = rng.randn(5, 200) * 0.05
+    want = np.sqrt((big.astype(np.float64) ** 2).sum())
+    tx = clip_by_global_norm(0.01)
+    out, _ = tx.update({"w": jnp.asarray(big)}, tx.init(None))
+    scale = float(out["w"][0, 0] / big[0, 0])
+    assert abs(scale - 0.01 / want) / (0.01 / want) < 1e-6

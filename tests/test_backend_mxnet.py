@@ -130,3 +130,21 @@ def test_out_of_box_track_is_gluon_alone(monkeypatch):
     assert calls == [1]  # only the out-of-box mode clipped through Gluon
     assert isinstance(tuned.net.rnn, nets.FlatRNN) and isinstance(tuned.update, optim.ClippedSGD)
     assert isinstance(book.net.rnn, gluon.rnn.LSTM)
+
+
+def test_clip_norm_keeps_the_small_gradients():
+    """Two million tiny gradients beside a few large ones (a 10k-word output layer): the
+    clip scale within float32 rounding of float64's. One `multi_sum_sq` per array is
+    4e-5 off here (its float32 sum swamps the small squares), and clipped PTB steps
+    drifted by 1e-3; summed in pieces (`optim.pieces`) it is exact to rounding."""
+    rng = np.random.RandomState(0)
+    big = (rng.randn(10000, 200) * 1e-5).astype(np.float32)
+    big[:5] = rng.randn(5, 200) * 0.05
+    small = (rng.randn(300) * 1e-3).astype(np.float32)
+    want = np.sqrt(sum((a.astype(np.float64) ** 2).sum() for a in (big, small)))
+    grads = [mx.nd.array(big), mx.nd.array(small)]
+    for _ in range(2):  # the pieces are made once, then reused: they must stay views
+        scale = float(optim.clip_scale(grads, 0.01).asnumpy()[0])
+        assert abs(scale - 0.01 / want) / (0.01 / want) < 1e-6
+        grads[0][:] = grads[0] * 2
+        want = np.sqrt(want**2 + 3 * (big.astype(np.float64) ** 2).sum())

@@ -24,7 +24,7 @@ from common import metrics
 from common.errors import SpecError
 from common.metrics import steady_state
 from common.records import iter_records
-from common.specs import load_preset
+from common.specs import RunSpec, load_preset
 
 GROUP_KEYS = ["campaign", "preset_label", "device", "spec_key", "threads"]
 ROW_KEYS = GROUP_KEYS + ["contender", "backend", "mode"]
@@ -56,16 +56,24 @@ def _num(value: Any) -> float:
         return math.nan
 
 
+def seedless(spec: dict) -> dict:
+    """`spec` without its seed: the seeds of one run pair up in one group and one row."""
+    return {**spec, "train": {k: v for k, v in (spec.get("train") or {}).items() if k != "seed"}}
+
+
 def spec_overrides(spec: dict, base: dict | None, ignore: tuple[str, ...] = ()) -> str:
-    """How `spec` differs from its preset's spec (fields in `ignore` aside): '' when identical."""
+    """How `spec` differs from its preset's spec (fields in `ignore` and the seed aside):
+    '' when identical."""
     if base is None:
         return ""
+    spec, base, defaults = seedless(spec), seedless(base), RunSpec().to_dict()
     diffs = []
     for section in sorted(set(spec) | set(base)):
         mine, theirs = spec.get(section) or {}, base.get(section) or {}
+        default = defaults.get(section) or {}  # a field added since the record was made had its default
         for key in sorted(set(mine) | set(theirs)):
-            if key not in ignore and mine.get(key) != theirs.get(key):
-                diffs.append(f"{key}={mine.get(key)}")
+            if key not in ignore and mine.get(key, default.get(key)) != theirs.get(key, default.get(key)):
+                diffs.append(f"{key}={mine.get(key, default.get(key))}")
     return ", ".join(diffs)
 
 
@@ -134,8 +142,13 @@ def flatten(record: dict) -> dict[str, Any]:
         "track": record.get("track") or "",
         "preset": preset, "preset_label": preset or NO_PRESET, "book": record.get("book") or meta,
         "tag": record.get("tag") or "",
-        "spec": spec, "spec_key": json.dumps(spec, sort_keys=True), "base_spec": base,
-        "overrides": overrides if base is not None else spec_summary(spec),
+        "spec": spec, "base_spec": base,
+        "spec_key": json.dumps(seedless(spec), sort_keys=True) + (" perturbed" if record.get("perturbed_init") else ""),
+        "seed": int((spec.get("train") or {}).get("seed") or 0),
+        "seed_count": int((record.get("seeds") or {}).get("count") or 1),
+        "perturbed_init": bool(record.get("perturbed_init")),
+        "overrides": ((overrides if base is not None else spec_summary(spec))
+                      + (", perturbed_init" if record.get("perturbed_init") else "")).lstrip(", "),
         "overrides_but_epochs": spec_overrides(spec, base, ignore=("epochs",)),
         "threads": int(record.get("threads") or framework.get("threads") or 0),
         "hostname": env.get("hostname", "?"), "cpu_model": env.get("cpu_model", "?"),
@@ -145,6 +158,7 @@ def flatten(record: dict) -> dict[str, Any]:
         "epoch_list": epochs, "epochs_planned": int((spec.get("train") or {}).get("epochs") or 0),
         "epochs_done": int(summary.get("epochs_done", len(epochs))),
         "final_train_ppl": _num(summary.get("final_train_ppl")), "final_val_ppl": _num(summary.get("final_val_ppl")),
+        "final_test_ppl": _num(summary.get("test_ppl")), "best_ppl": _num(summary.get("best_ppl")),
         **{f"tok_s_{k}": v for k, v in tok.items()}, **utilisation(summary, tok["median"]),
         **{k: _num(summary.get(k)) for k in ("warmup_s", "train_s", "wall_s", "peak_rss_mb", "target_ppl",
                                              "time_to_target_s")},

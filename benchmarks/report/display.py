@@ -130,6 +130,11 @@ def throughput(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def _printed(source: str, value: Any) -> str:
+    """A measured perplexity formatted; a source's printed one as printed."""
+    return ppl(value) if source == "here" or _bad(value) else str(value)
+
+
 def reproduction(table: pd.DataFrame) -> pd.DataFrame:
     """One preset's rows of table 2."""
     return pd.DataFrame({
@@ -137,6 +142,13 @@ def reproduction(table: pd.DataFrame) -> pd.DataFrame:
         "machine": table["machine"].map(text), "device here": table["device"].map(text),
         "epochs": both(table, "epochs_done", "epochs_planned", epochs),
         "ppl": both(table, "source", "ppl", lambda s, v: ppl(v) if s == "here" or _bad(v) else str(v)),
+        **({"seeds": table["seeds"].map(lambda n: DASH if _bad(n) else str(int(n))),
+            "ppl min–max": both(table, "ppl_min", "ppl_max", lambda lo, hi: DASH if _bad(lo) or _bad(hi)
+                                else f"{lo:.3f}–{hi:.3f}")}
+           if table["seeds"].fillna(1).gt(1).any() else {}),
+        **({"valid ppl": both(table, "source", "val_ppl", _printed),
+            "test ppl": both(table, "source", "test_ppl", _printed)}
+           if table["test_ppl"].notna().any() else {}),
         "tok/s": table["tok_s"].map(rate),
         "reproduces": table["reproduces"].map(text),
     })
@@ -232,6 +244,7 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
         "warm-up s": rows["warmup_s"].map(secs),
         "final ppl": rows["final_ppl"].map(ppl),
         "target": [target(t, ok) for t, ok in zip(rows["target"], rows["reached_target"], strict=True)],
+        **_over_seeds(rows),
     })
 
 
@@ -240,6 +253,19 @@ def speedups(found: dict[str, float]) -> str:
     if not found:
         return ""
     return "out-of-box → tuned (tok/s ratio): " + ", ".join(f"{b} {x:.2f}×" for b, x in found.items())
+
+
+def _over_seeds(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Headline columns for rows trained over several seeds (none otherwise)."""
+    if not rows["seeds"].gt(1).any():
+        return {}
+    return {"seeds reaching target": [DASH if _bad(k) else f"{int(k)}/{int(n)}"
+                                      for k, n in zip(rows["reached"], rows["reached_of"], strict=True)],
+            "ppl over seeds (median, min–max)": [
+                DASH if _bad(m) else f"{m:.3f} ({lo:.3f}–{hi:.3f})"
+                for m, lo, hi in zip(rows["final_median"], rows["final_min"], rows["final_max"], strict=True)],
+            "time to target (olympic)": rows["time_to_target"].map(
+                lambda t: DASH if _bad(t) else "not reached" if math.isinf(t) else f"{t:,.1f} s")}
 
 
 def campaign_heading(runs: pd.DataFrame, campaign: str) -> str:
