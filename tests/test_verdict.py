@@ -233,10 +233,10 @@ def test_a_modified_spec_has_no_target_to_miss(tmp_path):
         "pytorch": ("fastest", None), "mxnet": ("slower", None)}
 
 
-def test_ceiling_is_the_best_plain_matmul_of_this_campaign_only(tmp_path):
-    """The ceiling is the best *plain* matmul (the same choice in every framework) any
-    framework measured in the same campaign: not a framework's better library (`own
-    peak`), not another campaign's peak."""
+def test_ceiling_is_the_best_matmul_of_this_campaign_only(tmp_path):
+    """The ceiling is one number per campaign: the best matmul any framework measured in
+    it with any library (PyTorch's packed oneDNN `own peak` here, above every plain
+    `a @ b`), never another campaign's peak."""
     rates = noisy(40_000, 0.01, 3)  # 1e6 FLOPs/token -> 4e10 FLOP/s
     runs = write(tmp_path / "runs",
                  record("pytorch", "c1", rates, peak=1e11, own=8e11, stamp="2026-12-01T10:00:00+00:00"),
@@ -244,9 +244,9 @@ def test_ceiling_is_the_best_plain_matmul_of_this_campaign_only(tmp_path):
                  record("mxnet", "c0", rates, peak=9e11, stamp="2026-11-01T10:00:00+00:00"))
     rows = headline(tmp_path, runs, campaign="c1")["rows"]
     for row in rows:
-        assert row["utilisation"] == pytest.approx(row["tok_s"] * 1e6 / 2e11)
+        assert row["utilisation"] == pytest.approx(row["tok_s"] * 1e6 / 8e11)
     text = (tmp_path / "out" / "REPORT.md").read_text()
-    assert "ceiling (best plain float32 matmul any framework measured in the campaign) 200.0 GFLOP/s" in text
+    assert "ceiling (best float32 matmul any framework measured in the campaign, any library) 800.0 GFLOP/s" in text
     throughput = (tmp_path / "out" / "throughput.csv").read_text().splitlines()
     assert any(",800000000000.0," in line for line in throughput)  # pytorch's own peak, shown apart
 

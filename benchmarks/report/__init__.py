@@ -60,12 +60,11 @@ UTILISATION = (
     "units; in the layer's input width, V for one-hot; V the vocabulary); training = the forward products, their "
     "weight gradients and their input gradients, less the first layer's input gradient for one-hot input, which "
     "nothing needs: 3 × forward − 2·G·h·V. The same count serves the `recurrent` micro-benchmark (its layers' "
-    "share) and generation (forward only). The ceiling is the best plain float32 matmul (4096², best of 3; "
-    "`a @ b`, `nd.dot`, `jnp.dot`: the same choice in every framework) measured in the same campaign by every "
-    "framework, never pooled across campaigns; `of ceiling` = GFLOP/s ÷ that ceiling. `own peak` is, for "
-    "reference only, the framework's best matmul of any library it offers (PyTorch: also oneDNN's packed "
-    "matmul; MXNet: also `FullyConnected`). Above 100% of the ceiling is flagged as a measurement error, never "
-    "printed as utilisation.")
+    "share) and generation (forward only). The ceiling is one number per campaign: the best float32 matmul "
+    "(4096², best of 3) that any framework measured in it with any library it offers (`a @ b`, `nd.dot`, "
+    "`jnp.dot`, and PyTorch's oneDNN packed matmul, MXNet's `FullyConnected`), never pooled across campaigns; "
+    "`of ceiling` = GFLOP/s ÷ that ceiling. `own peak` is each framework's own best, shown apart. Above 100% "
+    "of the ceiling is flagged as a measurement error, never printed as utilisation.")
 TRACKS_TEXT = (
     "Tracks: every row is one backend in one mode, and every mode belongs to a track. `out-of-box`: the framework "
     "as its documentation and the book teach it (its own recurrent layers, optimizer and clipping); `tuned`: the "

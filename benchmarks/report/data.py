@@ -106,12 +106,15 @@ def _tok_stats(record: dict) -> dict[str, float]:
 
 def utilisation(summary: dict, tok_s: float) -> dict[str, float]:
     """Model FLOPs per training token (common.flops, recorded by the harness), achieved
-    FLOP/s = that x the median tokens/sec, the run's plain matmul peak (the ceiling's
-    choice) and its framework's best matmul (`own peak`); NaN if unknown."""
+    FLOP/s = that x the median tokens/sec, the run's plain matmul peak, its framework's
+    best matmul of any library (`own peak`), and the better of the two (`peak_best`, what
+    the ceiling is made of); NaN if unknown."""
     per_token = _num(summary.get("train_flops_per_token"))
     achieved, _ = metrics.utilisation(per_token, tok_s, None)
+    plain, own = _num(summary.get("peak_flops")), _num(summary.get("peak_flops_own"))
+    best = max((p for p in (plain, own) if not math.isnan(p)), default=math.nan)
     return {"train_flops_per_token": per_token, "achieved_flops": _num(achieved),
-            "peak_flops": _num(summary.get("peak_flops")), "peak_own_flops": _num(summary.get("peak_flops_own"))}
+            "peak_flops": plain, "peak_own_flops": own, "peak_best": best}
 
 
 def flatten(record: dict) -> dict[str, Any]:

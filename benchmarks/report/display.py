@@ -276,5 +276,5 @@ def campaign_heading(runs: pd.DataFrame, campaign: str) -> str:
     return (f"Campaign `{campaign}` on {first['machine']}, {first['device']}, "
             f"{int(first['threads'])} thread(s), commit `{commit}`{dirty}; "
             f"{mine['timestamp'].min():%Y-%m-%d %H:%M} UTC; "
-            f"ceiling (best plain float32 matmul any framework measured in the campaign) "
+            f"ceiling (best float32 matmul any framework measured in the campaign, any library) "
             f"{gflops(campaign_ceiling(mine))} GFLOP/s.")

@@ -43,13 +43,16 @@ CEILING_KEYS = ["campaign", "device", "threads"]
 
 
 def ceiling(runs: pd.DataFrame, rows: pd.DataFrame, keys: list[str] = CEILING_KEYS,
-            column: str = "peak_flops") -> pd.Series:
-    """Per row of `rows`, the ceiling: the best plain float32 matmul (FLOP/s; the same
-    choice, `a @ b` / `nd.dot` / `jnp.dot`, in every framework) any framework measured in
-    any of `runs` sharing the row's `keys` (by default its campaign, device and threads:
-    never pooled across campaigns; a peak is valid whatever the run's status); NaN
-    where none was measured. `column="peak_own_flops"` with the backend among the keys
-    gives each framework's own best matmul instead (shown as `own peak`, never mixed in)."""
+            column: str = "peak_best") -> pd.Series:
+    """Per row of `rows`, the ceiling: the best float32 matmul (FLOP/s) any framework
+    measured with any library it offers (plain `a @ b` / `nd.dot` / `jnp.dot`, oneDNN's
+    packed matmul, `FullyConnected`) in any of `runs` sharing the row's `keys` (by default
+    its campaign, device and threads: never pooled across campaigns; a peak is valid
+    whatever the run's status); NaN where none was measured. One number for every row of
+    a campaign: the fastest matmul this machine showed, which no framework's training
+    step can exceed (a plain-matmul ceiling was beaten by PyTorch's packed oneDNN LSTM).
+    `column="peak_own_flops"` with the backend among the keys gives each framework's own
+    best matmul (shown as `own peak`)."""
     best = runs.groupby(keys, dropna=False)[column].max().rename("_ceiling").reset_index()
     return rows[keys].merge(best, on=keys, how="left")["_ceiling"].set_axis(rows.index)
 
@@ -58,7 +61,7 @@ def throughput_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 1: one row per (group, backend, mode), fastest ok first within a group.
 
     Utilisation: achieved FLOP/s = model FLOPs per training token (common.flops) x median
-    tokens/sec; `of_ceiling` = that over the best plain matmul any framework measured in
+    tokens/sec; `of_ceiling` = that over the best matmul any framework measured in
     the campaign (same device and threads); `peak_own_flops` = the row's framework's own
     best matmul in the campaign, for reference."""
     if runs.empty:
@@ -341,8 +344,8 @@ def campaigns_by_time(runs: pd.DataFrame) -> list[str]:
 
 
 def campaign_ceiling(runs: pd.DataFrame) -> float:
-    """The campaign's ceiling: the best plain matmul peak any of its processes measured."""
-    peaks = runs["peak_flops"].dropna()
+    """The campaign's ceiling: the best matmul peak (any library) any of its processes measured."""
+    peaks = runs["peak_best"].dropna()
     return float(peaks.max()) if len(peaks) else math.nan
 
 
