@@ -103,7 +103,10 @@ def test_a_frozen_worker_ends_the_run_as_error_after_the_timeout(data_dir, tmp_p
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    assert record["status"] == "error" and "no worker made progress for 8 s" in record["error"], record["error"]
+    # Either our timeout fires, or the frozen peer's collective library gives up first and
+    # aborts its partner (JAX's gloo does, at times): both end the run as `error`, no hang.
+    ended = ("no worker made progress for 8 s", "was killed by SIGABRT")
+    assert record["status"] == "error" and any(e in record["error"] for e in ended), record["error"]
 
 
 @pytest.mark.parametrize(("args", "needle"), [
