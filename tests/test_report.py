@@ -426,3 +426,9 @@ def test_only_the_current_default_mode_is_labelled_default(tmp_path):
     runs = load_runs(tmp_path / "runs")
     assert dict(zip(runs["mode"], runs["mode_default"], strict=True)) == {
         "scan": False, "wavefront": True, "scan-unroll": False}
+
+
+def test_word_level_perplexity_keeps_the_papers_decimal():
+    """The paper's 120.7 / 114.5 sit beside ours: a ppl of 117.44 must not print as 117."""
+    from benchmarks.report.display import ppl
+    assert [ppl(1.02734), ppl(117.438), ppl(320.04), ppl(12_345.6)] == ["1.027", "117.4", "320.0", "12,346"]

@@ -35,7 +35,10 @@ def text(x: Any) -> str:
 def ppl(x: Any) -> str:
     if _bad(x):
         return DASH
-    return "inf" if math.isinf(x) else f"{x:.3f}" if x < 100 else f"{x:,.0f}"
+    if math.isinf(x):
+        return "inf"
+    # a paper's word-level figures (120.7, 114.5) are given to one decimal: so are ours
+    return f"{x:.3f}" if x < 100 else f"{x:,.1f}" if x < 10_000 else f"{x:,.0f}"
 
 
 def rate(x: Any) -> str:
