@@ -15,6 +15,7 @@ Started by `benchmarks.workers` (never by hand), with the launcher's environment
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -48,6 +49,8 @@ def main(argv: list[str]) -> int:
 
     task = run_task if args.command == "run" else parity_task
     code = task(args, spec, book, out, backend, build, dist, built)
+    built.clear()  # the model (DDP's reducer holds the group) goes before the group: see leave()
+    gc.collect()
     dist.leave()
     return code
 

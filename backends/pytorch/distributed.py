@@ -54,6 +54,9 @@ def join(timeout_s: float) -> tuple[int, int]:
 
 
 def leave() -> None:
+    """Destroy the group once the DDP model is freed (`benchmarks.worker` frees it first):
+    a group still held by DDP's reducer is torn down at interpreter exit instead, where
+    gloo's threads could abort the finished worker (`terminate called`, SIGABRT)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
