@@ -31,7 +31,7 @@ PACKAGES = {
     "pytorch": ["numpy", "torch"],
     "mxnet": ["numpy", "mxnet"],
     "jax": ["numpy", "jax", "jaxlib", "flax", "optax"],
-    "report": ["numpy", "pandas", "matplotlib", "tabulate", "scipy"],
+    "report": ["numpy", "pandas", "matplotlib", "tabulate", "scipy", "markdown-it-py"],
 }
 ENV_TOOLS = ["py-cpuinfo", "psutil"]  # the machine fingerprint, the same in every venv
 TEST_TOOLS = ["pytest", "pytest-benchmark"]
@@ -64,10 +64,13 @@ def data_env() -> dict[str, str]:
 @nox.parametrize("env", list(PACKAGES))
 def tests(session: nox.Session, env: str) -> None:
     """pytest in one venv per framework; RNNBENCH_TEST_BACKENDS names the framework the
-    venv must have, so a broken install fails instead of skipping its tests."""
+    venv must have, so a broken install fails instead of skipping its tests. In the
+    report's venv RNNBENCH_TEST_REPORT=1 makes the first-screen check (headless Chromium,
+    installed by .ci/run) fail rather than skip when the browser is missing."""
     install(session, env, *TEST_TOOLS, *(BENCH_TOOLS if env in BACKENDS else []))
     tested = env if env in BACKENDS else ""
-    session.run("python", "-m", "pytest", *session.posargs, env={**data_env(), "RNNBENCH_TEST_BACKENDS": tested})
+    session.run("python", "-m", "pytest", *session.posargs,
+                env={**data_env(), "RNNBENCH_TEST_BACKENDS": tested, "RNNBENCH_TEST_REPORT": str(int(env == "report"))})
 
 
 def bench_backend(session: nox.Session, backend: str) -> None:

@@ -17,19 +17,23 @@ Every record carries the campaign id; `report` and `compare` never pool campaign
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backends import BACKENDS
 from backends.distributed import DATA_PARALLEL_MODE
+from benchmarks import noise
 from benchmarks import rounds as pipe
-from benchmarks.suites import PlanError, default_rounds, has_track, plan, suite_tracks
+from benchmarks.suites import PlanError, default_rounds, has_track, plan, suite_of, suite_tracks
 from common.errors import RnnbenchError, SpecError
+from common.load import is_disturbed
 from common.records import iter_records, new_campaign_id, new_run_id
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +49,7 @@ class Contender:
     checkout: str = ""  # a name for another source tree (`--checkout NAME=DIR`), "" for this one
     tree: Path = REPO
     workers: int | None = None  # data-parallel workers (`--workers 1,2`); None: a plain run
+    twin: bool = False  # a second process of the same contender: the campaign's A/A calibration
 
     @property
     def framework(self) -> str:
@@ -52,9 +57,17 @@ class Contender:
         return self.backend + (f"@{self.checkout}" if self.checkout else "")
 
     @property
-    def label(self) -> str:
+    def original(self) -> str:
+        """The label of the contender this one is (for a twin: the one it copies)."""
         return (self.backend + (f"/{self.mode}" if self.mode else "") + (f"@{self.checkout}" if self.checkout else "")
                 + (f" x{self.workers}" if self.workers else ""))
+
+    @property
+    def label(self) -> str:
+        return self.original + (TWIN_SUFFIX if self.twin else "")
+
+
+TWIN_SUFFIX = "~twin"
 
 
 @dataclass
@@ -67,6 +80,8 @@ class Child:
     stderr: Path
     rounds: int = 0
     rates: list[float] = field(default_factory=list)
+    loads: list[dict] = field(default_factory=list)  # per round: the shares the child measured (common.load)
+    extendable: bool = False  # it offers timing-only rounds after the planned ones
     finished: bool = False
 
     def wait_message(self) -> str:
@@ -78,8 +93,10 @@ class Child:
                 continue
             what, fields = message
             self.rounds = int(fields.get("rounds", self.rounds))
+            self.extendable = self.extendable or fields.get("extendable") == "1"
             if "tok_s" in fields:
                 self.rates.append(float(fields["tok_s"]))
+                self.loads.append({k: float(fields[k]) for k in ("foreign", "steal", "efficiency") if k in fields})
             if what != "done":
                 return what
             break
@@ -142,6 +159,10 @@ def start(contender: Contender, args: tuple[str, ...], opts: argparse.Namespace,
            "--contender", contender.label, "--results", str(opts.results.resolve()), "--run-id", run_id]
     cmd += (["--mode", contender.mode] if contender.mode else []) + ([] if peak else ["--no-peak"])
     cmd += ["--workers", str(contender.workers)] if contender.workers else []
+    if (contender.tree / "common" / "load.py").is_file():  # a checkout that knows disturbed rounds and twins
+        cmd += ["--extendable"] + (["--parity-check"] if opts.parity else [])
+        cmd += ["--twin-of", contender.original] if contender.twin else []
+        cmd += ["--campaign-settings", json.dumps(settings(opts))]
     err = scratch / f"{run_id}.stderr"
     with err.open("w") as handle:
         proc = subprocess.Popen(cmd, cwd=contender.tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -149,15 +170,25 @@ def start(contender: Contender, args: tuple[str, ...], opts: argparse.Namespace,
     return Child(contender, proc, run_id, err)
 
 
+def settings(opts: argparse.Namespace) -> dict:
+    """What the records keep of how this campaign decides (the report shows it)."""
+    return {"precision": opts.precision, "budget_min": opts.budget_s / 60, "retry_disturbed": opts.retry_disturbed,
+            "retry_cap": opts.retry_cap, "noise": opts.noise, "parity": opts.parity}
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
 
 def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse.Namespace, campaign: str,
-              peaked: set[str], scratch: Path) -> list[Child]:
-    """Warm every contender up in turn, then alternate them round by round to the end."""
+              peaked: set[str], scratch: Path, budget_s: float) -> tuple[list[Child], float]:
+    """Warm every contender up in turn, then alternate them round by round: the planned
+    rounds, a replacement for each disturbed one (up to --retry-cap), and more while
+    the intervals are wider than --precision and `budget_s` lasts. Returns the
+    children and the seconds the rounds took."""
     name = " ".join(args) or "(preset default)"
     children = []
+    seconds = 0.0
     try:
         for contender in contenders:
             child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch)
@@ -166,18 +197,82 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
                 continue
             peaked.add(contender.framework)
             children.append(child)
-        total = max((c.rounds for c in children), default=0)
-        for r in range(1, total + 1):
+        plan = RoundPlan(max((c.rounds for c in children), default=0), opts, budget_s)
+        r = 0
+        while r < plan.target:
+            r += 1
+            tic = time.perf_counter()
             for child in rotation([c for c in children if not c.finished], r):
                 if child.go():
                     child.wait_message()
-            rates = " · ".join(f"{c.contender.label} {c.rates[r - 1]:,.0f}" for c in children if len(c.rates) >= r)
-            say(f"  [{name}] round {r}/{total}: {rates} tok/s")
+            seconds += time.perf_counter() - tic
+            say(f"  [{name}] {round_line(children, r, plan.planned)}")
+            if r == plan.target:
+                plan.extend(children, r, seconds)
     finally:
         for child in children:
             if not child.finished:
                 child.stop()
-    return children
+    return children, seconds
+
+
+def round_line(children: list[Child], r: int, planned: int) -> str:
+    """`round r/R: a 1,234 · b 1,300* tok/s`, a star on a disturbed slice."""
+    parts = [f"{c.contender.label} {c.rates[r - 1]:,.0f}" + ("*" if is_disturbed(c.loads[r - 1]) else "")
+             for c in children if len(c.rates) >= r]
+    extra = " (extra)" if r > planned else ""
+    noisy = " (* disturbed: other programs took CPU)" if any(p.endswith("*") for p in parts) else ""
+    return f"round {r}/{planned}{extra}: {' · '.join(parts)} tok/s{noisy}"
+
+
+class RoundPlan:
+    """How many rounds a preset gets. The planned ones first; then one replacement per
+    disturbed round (a round is disturbed when any contender's slice was), up to
+    --retry-cap; then, with --precision, checks at a fixed schedule (after the planned
+    and replacement rounds, then every PRECISION_STEP rounds): five more rounds while the
+    widest ratio interval's half-width is above the target and the budget allows. The
+    rule looks only at the intervals' widths, never at where they lie."""
+
+    def __init__(self, planned: int, opts: argparse.Namespace, budget_s: float):
+        self.planned = self.target = planned
+        self.opts, self.budget_s = opts, budget_s
+        self.reached: float | None = None
+
+    def extend(self, children: list[Child], r: int, seconds: float) -> None:
+        live = [c for c in children if not c.finished]
+        if not live or not all(c.extendable for c in live):
+            return
+        disturbed = sum(any(is_disturbed(c.loads[k]) for c in children if len(c.loads) > k) for k in range(r))
+        owed = self.planned + min(disturbed, self.opts.retry_cap if self.opts.retry_disturbed else 0)
+        if r < owed:
+            say(f"  {disturbed} disturbed round(s) so far: {owed - r} replacement round(s)")
+            self.target = owed
+            return
+        if self.opts.precision is None:
+            return
+        self.reached = widest(children)
+        per_round = seconds / max(1, r)
+        if self.reached <= self.opts.precision:
+            say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): done")
+        elif seconds + PRECISION_STEP * per_round > self.budget_s or r >= MAX_ROUNDS_FACTOR * self.planned:
+            say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
+                f"budget spent, stopping")
+        else:
+            say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
+                f"{PRECISION_STEP} more rounds")
+            self.target = r + PRECISION_STEP
+
+
+PRECISION_STEP = 5
+MAX_ROUNDS_FACTOR = 6  # never more than this many times the planned rounds
+
+
+def widest(children: list[Child]) -> float:
+    """The widest half-width among the ratio intervals the report will show."""
+    from benchmarks.report.stats import precision
+
+    twins = {c.contender.label: c.contender.original for c in children if c.contender.twin}
+    return precision({c.contender.label: c.rates for c in children}, twins)
 
 
 def report_status(children: list[Child], results: Path) -> list[str]:
@@ -262,7 +357,70 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="records only (the report needs pandas, scipy and matplotlib)")
     p.add_argument("--campaign", default=None, metavar="ID", help=argparse.SUPPRESS)
+    verdict = p.add_argument_group("how sure the verdict is (docs/design.md, 'How the verdict is made')")
+    verdict.add_argument("--twin", default=None, metavar="CONTENDER",
+                         help="run CONTENDER (e.g. pytorch/tuned) twice, as two processes: the A/A calibration "
+                              "(default in the default suite: the first contender)")
+    verdict.add_argument("--no-twin", dest="no_twin", action="store_true", help="no A/A twin")
+    verdict.add_argument("--precision", type=float, default=None, metavar="P",
+                         help="add rounds until every ratio interval's half-width is at most P (default 0.03 in "
+                              "the default suite, else off)")
+    verdict.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                         help=f"training time the rounds of all presets may take with --precision (default "
+                              f"{DEFAULT_BUDGET_MIN:g})")
+    verdict.add_argument("--no-retry-disturbed", dest="retry_disturbed", action="store_false",
+                         help="do not add a replacement round for each disturbed one")
+    verdict.add_argument("--retry-cap", type=int, default=None, metavar="N",
+                         help="at most N replacement rounds per preset (default: half the planned rounds)")
+    verdict.add_argument("--noise", type=float, default=0.0, metavar="F",
+                         help="burn one core a fraction F of the time in random bursts while the campaign runs "
+                              "(0 <= F < 1): see what a busy machine costs")
+    verdict.add_argument("--no-parity", dest="parity", action="store_false",
+                         help="skip each contender's parity check against the numpy reference before timing")
     return p.parse_known_args(argv)
+
+
+DEFAULT_BUDGET_MIN = 10.0
+DEFAULT_PRECISION = {"default": 0.03}  # per suite; other suites run their planned rounds unless asked
+
+
+def check_verdict_options(opts: argparse.Namespace, rest: list[str], contenders: list[Contender]) -> None:
+    """Defaults that depend on the suite, and one-line refusals of impossible values."""
+    suite = suite_of(list(rest))
+    if opts.precision is None:
+        opts.precision = DEFAULT_PRECISION.get(suite or "")
+    elif not 0 < opts.precision < 1:
+        raise SpecError(f"--precision {opts.precision:g} must be a fraction in (0, 1), e.g. 0.03 for ±3%")
+    if opts.budget is not None and not opts.budget > 0:
+        raise SpecError(f"--budget {opts.budget:g} must be a positive number of minutes, e.g. --budget 10")
+    opts.budget_s = 60 * (DEFAULT_BUDGET_MIN if opts.budget is None else opts.budget)
+    if not 0 <= opts.noise < 1:
+        raise SpecError(f"--noise {opts.noise:g} must be in [0, 1): the share of time one core is kept busy")
+    if opts.retry_cap is not None and opts.retry_cap < 0:
+        raise SpecError(f"--retry-cap {opts.retry_cap} must be 0 or more")
+    opts.retry_cap = max(1, opts.rounds // 2) if opts.retry_cap is None else opts.retry_cap
+    if opts.precision is not None:
+        try:
+            import benchmarks.report.stats  # noqa: F401
+        except ImportError as exc:
+            say(f"note: --precision needs the report's libraries ({exc}); the planned rounds only")
+            opts.precision = None
+    labels = [c.label for c in contenders]
+    if opts.twin is not None and not opts.no_twin and opts.twin not in labels:
+        raise SpecError(f"--twin {opts.twin!r} names no contender of this campaign; choose one of: "
+                        f"{', '.join(labels)}")
+
+
+def with_twin(contenders: list[Contender], opts: argparse.Namespace, rest: list[str]) -> list[Contender]:
+    """The contenders plus the A/A twin, if any (default: the default suite's first)."""
+    if opts.no_twin or not contenders:
+        return contenders
+    wanted = opts.twin or (contenders[0].label if suite_of(list(rest)) == "default" else None)
+    if wanted is None:
+        return contenders
+    original = next(c for c in contenders if c.label == wanted)
+    twin = replace(original, twin=True)
+    return contenders + [twin]
 
 
 def _stop(signum, _frame) -> None:
@@ -285,6 +443,8 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
     opts.rounds = default_rounds(rest) if opts.rounds is None else opts.rounds
     if opts.rounds < 1:
         raise SpecError(f"--rounds={opts.rounds} must be at least 1")
+    check_verdict_options(opts, rest, contenders)
+    contenders = with_twin(contenders, opts, rest)
     todo = entries(contenders, rest)
     if not todo:
         raise PlanError(f"nothing to run for {' '.join(rest) or 'the default suite'}")
@@ -294,12 +454,15 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
         print(f"warning: {busy}", file=sys.stderr, flush=True)
     say(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
         f"records in {opts.results}")
-    children, peaked = [], set()
-    with tempfile.TemporaryDirectory(prefix="rnnbench-") as scratch:
+    children, peaked, spent = [], set(), 0.0
+    with tempfile.TemporaryDirectory(prefix="rnnbench-") as scratch, noise.burner(opts.noise):
+        if opts.noise:
+            say(f"noise: one core kept busy {opts.noise:.0%} of the time, in random bursts")
         try:
-            for args, who in todo:
-                done = run_entry(args, who, opts, cid, peaked, Path(scratch))
-                children += done
+            for k, (args, who) in enumerate(todo):
+                share = (opts.budget_s - spent) / (len(todo) - k)  # unused budget carries over
+                done, seconds = run_entry(args, who, opts, cid, peaked, Path(scratch), share)
+                children, spent = children + done, spent + seconds
                 for line in report_status(done, opts.results):
                     say(line)
         except KeyboardInterrupt:

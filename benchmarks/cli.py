@@ -8,6 +8,7 @@ exits 1; Ctrl-C exits 130 after writing the `interrupted` record.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -50,6 +51,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="wait for the driver's `go` on stdin before each round (the campaign's pipe)")
     camp.add_argument("--contender", default=None, help="this process's name in the campaign")
     camp.add_argument("--run-id", default=None, help="the record's run id (default: a new one)")
+    camp.add_argument("--extendable", action="store_true",
+                      help="with --gate: after the planned rounds, train timing-only rounds while the driver asks "
+                           "(replacing disturbed rounds, or for precision); the record's quality stays the preset's")
+    camp.add_argument("--parity-check", action="store_true",
+                      help="before timing, check loss and gradients against the numpy reference at the preset's "
+                           "shape (the record's `parity`; a contender that fails is never ranked)")
+    camp.add_argument("--twin-of", default=None, metavar="CONTENDER",
+                      help="this process is an A/A twin of CONTENDER (the campaign's calibration, never ranked)")
+    camp.add_argument("--campaign-settings", type=json.loads, default=None, help=argparse.SUPPRESS)
     parity = sub.add_parser("parity", help="compare a backend's loss and gradients with the numpy reference")
     _spec_arguments(parity)
     report = sub.add_parser("report", help="turn recorded runs into tables and plots (needs pandas, matplotlib)")
@@ -152,7 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         req = RunRequest(args.backend, seeded, args.preset, book, args.device, args.mode, args.threads,
                          args.data_dir, args.results, args.peak, args.tag, campaign=campaign,
                          rounds=args.rounds, gated=args.gate, contender=args.contender, run_id=args.run_id,
-                         seeds=(k, count), perturb_init=args.perturb_init)
+                         seeds=(k, count), perturb_init=args.perturb_init, extendable=args.extendable and args.gate,
+                         parity=args.parity_check, twin_of=args.twin_of, settings=args.campaign_settings or {})
         label = f"{args.backend} {args.preset}" + (f" seed {seeded.train.seed}" if count > 1 else "")
         progress = Progress(spec.train.epochs, label, enabled=None if not args.quiet else False)
         try:

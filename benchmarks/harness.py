@@ -67,6 +67,10 @@ class RunRequest:
     build: Callable[..., LanguageModel] | None = None  # another model builder (a data-parallel worker's)
     seeds: tuple[int, int] = (0, 1)  # (k, S): this run is seed k of S (spec.train.seed is the drawn seed)
     perturb_init: bool = False  # every initial parameter nudged by one ulp (the chaos check)
+    extendable: bool = False  # after the planned rounds, train timing-only rounds while the driver asks
+    parity: bool = False  # check loss and gradients against the numpy reference before timing
+    twin_of: str | None = None  # this process is an A/A twin of that contender (never ranked)
+    settings: dict[str, Any] = field(default_factory=dict)  # the campaign's verdict settings (precision, noise)
 
 
 @dataclass
@@ -81,6 +85,9 @@ class RunState:
     peaks: dict[str, float] = field(default_factory=dict)  # every matmul the framework offers
     vocab_size: int = 0
     test_ppl: float | None = None
+    extra_epochs: list[dict[str, Any]] = field(default_factory=list)  # timing-only rounds after the preset
+    parity: dict[str, Any] | None = None  # the pre-timing check against the numpy reference
+    loads: dict[int, dict] = field(default_factory=dict)  # per round: CPU others took (common.load)
 
 
 def results_file(req: RunRequest) -> Path:
@@ -112,13 +119,20 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
             raise RunInterrupted(f"interrupted by {stop.reason or 'Ctrl-C'} before training started "
                                  f"(loading data, framework or model): nothing was recorded") from None
         state = RunState(vocab_size=len(corpus.vocab))
+        gate = round_gate(req)
+        state.loads = gate.loads if gate is not None else {}
         try:
+            state.parity = parity_check(backend, corpus, req) if req.parity else None
             state.peaks = measure_peaks(backend, req.device) if req.measure_peak else {}
             state.peak_flops = state.peaks.get("plain")
-            train(model, corpus, req.spec, held_out.get("valid"), state, on_epoch, round_gate(req))
+            train(model, corpus, req.spec, held_out.get("valid"), state, on_epoch, gate)
             if state.status == "ok":
                 state.test_ppl = evaluate_test(model, held_out.get("test"))
                 state.samples = samples(model, corpus, req.spec)
+                if gate is not None and gate.extendable:
+                    train_extra(model, corpus, req.spec, state, gate)
+            if gate is not None:
+                gate.finish(state.epochs + state.extra_epochs)
             stop.hold()
         except KeyboardInterrupt:
             stop.hold()
@@ -229,7 +243,27 @@ def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageM
 def round_gate(req: RunRequest) -> Gate | None:
     """The pipe to the campaign driver, or None for a run on its own (rounds still
     label its epochs)."""
-    return Gate(epoch_rounds(req.spec.train.epochs, req.rounds)) if req.gated else None
+    if not req.gated:
+        return None
+    return Gate(epoch_rounds(req.spec.train.epochs, req.rounds), threads=req.threads or default_threads(),
+                extendable=req.extendable)
+
+
+def parity_check(backend: Backend, corpus: Corpus, req: RunRequest) -> dict[str, Any]:
+    """Loss and gradients of this backend in this mode against the float64 numpy
+    reference, at the preset's shape on its first batch (benchmarks.parity), before
+    anything is timed: a contender that computes something else is never ranked."""
+    from benchmarks import parity
+
+    X, Y = train_batches(corpus, req.spec, 0)[0]
+    result = parity.compare(backend, req.spec, len(corpus.vocab), X, Y, req.device, req.mode)
+    worst = max(result["grads"], key=result["grads"].get)
+    out = {"ok": parity.passes(result), "loss_error": result["loss"], "worst_tensor": worst,
+           "worst_error": result["grads"][worst], "tolerance": result["tolerance"]}
+    if "elementwise" in result:
+        name = max(result["elementwise"], key=result["elementwise"].get)
+        out.update(worst_entry_tensor=name, worst_entry_share=result["elementwise"][name])
+    return out
 
 
 def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: RunState, on_epoch,
@@ -261,8 +295,27 @@ def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: Run
             state.status = "diverged"
             state.error = f"loss became {row['train_ppl']} at epoch {epoch + 1}: lower lr or clip"
             break
-    if gate is not None:
-        gate.finish(state.epochs)
+
+
+def train_extra(model: LanguageModel, corpus: Corpus, spec: RunSpec, state: RunState, gate: Gate) -> None:
+    """Timing-only rounds after the preset, while the campaign driver asks for more (to
+    replace a disturbed round, or for precision). They go on training the same model
+    at the last learning rate, a planned round's epochs each, and are kept apart
+    (`extra_epochs`): the record's quality is the preset's, measured before them."""
+    per_round = max(1, (spec.train.epochs - 1) // max(1, gate.rounds))
+    epoch = spec.train.epochs
+    while gate.more(state.epochs + state.extra_epochs):
+        for _ in range(per_round):
+            batches = train_batches(corpus, spec, epoch)
+            tic = time.perf_counter()
+            stats = model.train_epoch(batches)
+            seconds = time.perf_counter() - tic
+            epoch += 1
+            state.extra_epochs.append({"epoch": epoch, "round": gate.current, "tokens": stats.tokens,
+                                       "seconds": seconds, "tok_s": stats.tokens / seconds,
+                                       "train_ppl": perplexity(stats.loss_sum, stats.tokens)})
+        if not math.isfinite(state.extra_epochs[-1]["train_ppl"]):
+            return
 
 
 def evaluate_test(model: LanguageModel, batches) -> float | None:
@@ -336,14 +389,18 @@ def thread_warnings(req: RunRequest, framework_env: dict) -> list[str]:
     return []
 
 
-def campaign_of(req: RunRequest, epochs: list[dict]) -> dict[str, Any]:
+def campaign_of(req: RunRequest, state: RunState) -> dict[str, Any]:
     """The record's `campaign`: its id, its rounds, and this process's name in it; each
     epoch row gets its `round` (0 = warm-up)."""
     rounds = epoch_rounds(req.spec.train.epochs, req.rounds)
-    for row in epochs:
+    for row in state.epochs:
         row["round"] = rounds[row["epoch"] - 1]
-    return {"id": req.campaign or new_campaign_id(), "rounds": max(rounds), "gated": req.gated,
-            "contender": req.contender or req.backend}
+    extra = max((e["round"] for e in state.extra_epochs), default=0)
+    out = {"id": req.campaign or new_campaign_id(), "rounds": max([*rounds, extra]), "gated": req.gated,
+           "contender": req.contender or req.backend,
+           "load": [{"round": r, **v} for r, v in sorted(state.loads.items()) if v],
+           **({"settings": req.settings} if req.settings else {})}
+    return {**out, "twin_of": req.twin_of} if req.twin_of else out
 
 
 def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state: RunState,
@@ -359,7 +416,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     summary.update(peak_flops_own=max(state.peaks.values()) if state.peaks else None, peaks=state.peaks)
     record = {
         "schema": SCHEMA, "run_id": req.run_id or new_run_id(), "timestamp": utc_now(),
-        "campaign": campaign_of(req, state.epochs),
+        "campaign": campaign_of(req, state),
         "status": state.status, "error": state.error,
         "backend": backend.name, "mode": model.mode, "mode_default": model.mode == backend.default_mode,
         "track": backend.track_of(model.mode), "mode_description": backend.describe_mode(model.mode),
@@ -369,6 +426,8 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
         "perturbed_init": req.perturb_init,
         "spec": req.spec.to_dict(), "book": req.book,
         "warnings": warnings, "epochs": state.epochs, "summary": summary, "samples": state.samples, "env": env,
+        **({"extra_epochs": state.extra_epochs} if state.extra_epochs else {}),
+        **({"parity": state.parity} if state.parity is not None else {}),
     }
     append_record(results_file(req), record)
     return record

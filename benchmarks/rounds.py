@@ -13,8 +13,10 @@ starting with PREFIX, so that anything else a framework prints is ignored.
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
 
+from common import load
 from common.errors import SpecError
 
 PREFIX = "@rnnbench"
@@ -38,11 +40,21 @@ def epoch_rounds(epochs: int, rounds: int) -> list[int]:
 class Gate:
     """The child's side: before the first epoch of each round, say so and wait for `go`.
 
-    A closed pipe (the driver is gone) raises KeyboardInterrupt, so the run is recorded
-    as interrupted like any other stop."""
+    Each round is measured for disturbance (common.load): a CPU snapshot when `go`
+    arrives and one when the round ends, kept in `loads` (the record's
+    `campaign.load`) and said in the round's `paused` line. An `extendable` gate, after
+    the planned rounds, offers more (`more()`): the driver answers `go` for one more
+    round (replacing a disturbed one, or for precision) or `stop`. A closed pipe
+    during the planned rounds raises KeyboardInterrupt, so the run is recorded as
+    interrupted like any other stop; after them it only ends the extra rounds."""
 
-    def __init__(self, rounds_of_epoch: list[int], out: TextIO = sys.stdout, inp: TextIO = sys.stdin):
+    def __init__(self, rounds_of_epoch: list[int], out: TextIO = sys.stdout, inp: TextIO = sys.stdin,
+                 threads: int = 1, extendable: bool = False):
         self.rounds_of_epoch, self.out, self.inp = rounds_of_epoch, out, inp
+        self.threads, self.extendable = threads, extendable
+        self.loads: dict[int, dict] = {}
+        self.current = 0  # the round being trained (0: the warm-up)
+        self._start: load.Snapshot | None = None
 
     @property
     def rounds(self) -> int:
@@ -55,23 +67,57 @@ class Gate:
         if this == 0 or (index > 0 and self.rounds_of_epoch[index - 1] == this):
             return
         if this == 1:
-            say(self.out, "ready", rounds=self.rounds)
+            say(self.out, "ready", rounds=self.rounds, extendable=int(self.extendable))
         else:
-            say(self.out, "paused", round=this - 1, tok_s=f"{self.rate(rows, this - 1):.1f}")
-        line = self.inp.readline()
-        if not line.strip().startswith(f"{PREFIX} go"):
+            self.end_round()
+            self._say_round("paused", rows, this - 1)
+        if not self._wait_go():
             raise KeyboardInterrupt("the campaign driver went away")
+        self._begin(this)
+
+    def end_round(self) -> None:
+        """Close the current round's disturbance measurement (once)."""
+        if self.current and self.current not in self.loads:
+            measured = load.round_load(self._start, load.snapshot(time.perf_counter()), self.threads)
+            self.loads[self.current] = measured or {}
+
+    def more(self, rows: list[dict]) -> bool:
+        """After the planned rounds (extendable gates only): say how the last round went
+        and wait; True when the driver wants one more round."""
+        self.end_round()
+        self._say_round("paused", rows, self.current)
+        if not self._wait_go():
+            return False
+        self._begin(self.current + 1)
+        return True
 
     def finish(self, rows: list[dict]) -> None:
         """After the last epoch (or an early stop): the last round's speed."""
-        last = self.rounds_of_epoch[len(rows) - 1] if rows else 0
+        self.end_round()
+        last = self.current
         say(self.out, "done", round=last, tok_s=f"{self.rate(rows, last):.1f}")
 
     def rate(self, rows: list[dict], round_number: int) -> float:
         """Tokens over seconds of one round's epochs (a rate: never a mean of rates)."""
-        mine = [r for i, r in enumerate(rows) if self.rounds_of_epoch[i] == round_number]
+        mine = [r for i, r in enumerate(rows) if self.round_of(i, r) == round_number]
         seconds = sum(r["seconds"] for r in mine)
         return sum(r["tokens"] for r in mine) / seconds if seconds > 0 else float("nan")
+
+    def round_of(self, index: int, row: dict) -> int:
+        return row["round"] if "round" in row else self.rounds_of_epoch[index]
+
+    def _begin(self, number: int) -> None:
+        self.current = number
+        self._start = load.snapshot(time.perf_counter())
+
+    def _say_round(self, what: str, rows: list[dict], number: int) -> None:
+        measured = self.loads.get(number) or {}
+        shares = {k: f"{measured[k]:.4f}" for k in ("foreign", "steal", "efficiency") if k in measured}
+        say(self.out, what, round=number, tok_s=f"{self.rate(rows, number):.1f}", **shares)
+
+    def _wait_go(self) -> bool:
+        line = self.inp.readline()
+        return line.strip().startswith(f"{PREFIX} go")
 
 
 def say(out: TextIO, what: str, **fields) -> None:

@@ -104,7 +104,7 @@ def test_default_suite_runs_every_backend_in_each_track(tmp_path):
     assert out.returncode == 0, out.stderr
     ran = [line.split()[0] for line in log.read_text().splitlines()]
     per_preset = ["pytorch/tuned", "pytorch/out-of-box", "pytorch/book", "mxnet/tuned", "mxnet/out-of-box",
-                  "mxnet/book", "jax/tuned", "jax/out-of-box"]
+                  "mxnet/book", "jax/tuned", "jax/out-of-box", "pytorch/tuned~twin"]  # the A/A twin: the first's
     assert sorted(ran) == sorted(per_preset * 2)  # quick-lstm and quick-gru
     assert "round 1/1: pytorch/tuned" in out.stdout
 

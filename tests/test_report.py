@@ -266,7 +266,7 @@ def test_plots_written_and_linked(report):
     text = path.read_text()
     for png in pngs:
         assert f"](plots/{png.name})" in text
-    assert f"src='plots/{pngs[0].name}'" in (path.parent / "REPORT.html").read_text()
+    assert f'src="plots/{pngs[0].name}"' in (path.parent / "REPORT.html").read_text()
 
 
 def test_since_and_commit_filters(results, tmp_path):

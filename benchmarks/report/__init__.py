@@ -30,8 +30,8 @@ from benchmarks.report.data import (
     threads_label,
     with_group_ids,
 )
-from benchmarks.report.plots import write_plots, write_scaling_plots
-from benchmarks.report.render import to_html, to_markdown
+from benchmarks.report.plots import write_forest_plots, write_plots, write_scaling_plots
+from benchmarks.report.render import escape_md, to_html, to_markdown
 from benchmarks.report.stats import METHOD
 from benchmarks.report.tables import (
     environments_table,
@@ -82,7 +82,7 @@ def _intro(runs: pd.DataFrame, results_dir: Path, since: str | None, commit: str
     if len(runs):
         text += (f" Records from {runs['timestamp'].min():%Y-%m-%d %H:%M} to {runs['timestamp'].max():%Y-%m-%d %H:%M}"
                  f" UTC; {runs['group'].nunique()} comparison group(s).")
-    return [("h", 1, TITLE), ("p", text), ("p", HOW_TO_READ)]
+    return [("h", 1, TITLE), ("p", text)]
 
 
 def _group_heading(rows: pd.DataFrame) -> str:
@@ -91,25 +91,30 @@ def _group_heading(rows: pd.DataFrame) -> str:
     return f"{first['group']} · {first['preset']} · {device} on {first['machine']} · {threads_label(first['threads'])}"
 
 
-def _headline_blocks(runs: pd.DataFrame, lead: str | None) -> list[tuple]:
+def _headline_blocks(runs: pd.DataFrame, lead: str | None, out_dir: Path) -> list[tuple]:
     """The answer first: each campaign's verdicts, the lead campaign (the newest, or the
-    one asked for) at the top."""
+    one asked for) at the top; per preset the answer in one sentence, the twin's
+    calibration, the forest plot (every ratio to the fastest with its interval), then
+    the table. The campaign's machine line and how to read it come after."""
     blocks: list[tuple] = [("h", 2, "Headline: which framework is fastest here, and how sure")]
     if runs.empty:
         return blocks + [("p", "No records.")]
     order = tables.campaigns_by_time(runs)
     order = ([lead] if lead in order else []) + [c for c in order if c != lead]
-    for cid in order:
-        mine = runs[runs["campaign"] == cid]
-        rows = tables.headline_rows(mine)
-        blocks += [("h", 3, f"Campaign {cid}" + (" (this report's)" if cid == lead else "")),
-                   ("p", fmt.campaign_heading(runs, cid))]
-        for _, group in rows.groupby("group", sort=True):
-            blocks += [("p", f"**{group['preset_label'].iloc[0]}** ({group['group'].iloc[0]}):"),
-                       ("table", fmt.headline(group))]
+    per_campaign = {cid: tables.headline_rows(runs[runs["campaign"] == cid]) for cid in order}
+    forest = write_forest_plots(pd.concat(per_campaign.values(), ignore_index=True), out_dir / "plots")
+    for cid, rows in per_campaign.items():
+        blocks += [("h", 3, f"Campaign {escape_md(cid)}" + (" (this report's)" if cid == lead else ""))]
+        for gid, group in rows.groupby("group", sort=True):
+            note = fmt.calibration(group)
+            blocks += [("p", fmt.answer(group))] + ([("p", note)] if note else [])
+            if gid in forest:
+                blocks += [("img", forest[gid].relative_to(out_dir).as_posix(), f"{gid} verdict")]
+            blocks += [("table", fmt.headline(group))]
             speedups = fmt.speedups(tables.track_speedups(group))
             blocks += [("p", speedups)] if speedups else []
-    return blocks + [("p", TRACKS_TEXT), ("p", METHOD)]
+        blocks += [("p", fmt.campaign_heading(runs, cid))]
+    return blocks + [("p", HOW_TO_READ), ("p", TRACKS_TEXT), ("p", METHOD)]
 
 
 def _throughput_blocks(table: pd.DataFrame, plots: dict[str, list[Path]], out_dir: Path) -> list[tuple]:
@@ -251,7 +256,7 @@ def build_report(results_dir: Path, out_dir: Path, since: str | None = None, com
     plots = write_plots(runs, out_dir / "plots")
     scaling_plots = write_scaling_plots(frames["scaling"], _base_specs(frames["scaling"]),
                                                 out_dir / "plots" / "scaling")
-    blocks = (_intro(runs, results_dir, since, commit, len(tagged)) + _headline_blocks(runs, lead)
+    blocks = (_intro(runs, results_dir, since, commit, len(tagged)) + _headline_blocks(runs, lead, out_dir)
               + _throughput_blocks(frames["throughput"], plots, out_dir)
               + _reproduction_blocks(frames["reproduction"]) + _quality_blocks(frames["time_to_quality"])
               + _environment_blocks(frames["environments"])
@@ -356,8 +361,9 @@ def campaign_report(results: Path, out: Path, campaign: str) -> str:
     rows = tables.headline_rows(with_group_ids(mine)) if len(mine) else mine
     for _, group in (rows.groupby("group", sort=True) if len(rows) else []):
         table = fmt.headline(group).replace("`", "", regex=True)
-        lines += ["", group["preset_label"].iloc[0], tabulate(table, headers="keys", showindex=False,
-                                                             disable_numparse=True)]
+        sentences = [fmt.answer(group), fmt.calibration(group)]
+        lines += [""] + [x.replace("`", "").replace("**", "") for x in sentences if x]
+        lines += [tabulate(table, headers="keys", showindex=False, disable_numparse=True)]
         speedups = fmt.speedups(tables.track_speedups(group))
         lines += [speedups] if speedups else []
     wrote = f"wrote {path} and {out / 'summary.json'}" if len(mine) else f"wrote {path} (scaling runs: section 5)"

@@ -243,12 +243,70 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
         "vs fastest [95% CI]": [ratio_ci(r, lo, hi) for r, lo, hi in
                                 zip(rows["ratio"], rows["ratio_lo"], rows["ratio_hi"], strict=True)],
         "verdict": rows["verdict"], "rounds": rows["rounds_timed"].map(str),
+        "disturbed": [str(n) if m else DASH for n, m in zip(rows["disturbed_rounds"], rows["load_measured"],
+                                                               strict=True)],
+        **_quiet(rows),
         "utilisation": rows["utilisation"].map(share),
         "warm-up s": rows["warmup_s"].map(secs),
         "final ppl": rows["final_ppl"].map(ppl),
         "target": [target(t, ok) for t, ok in zip(rows["target"], rows["reached_target"], strict=True)],
         **_over_seeds(rows),
     })
+
+
+def _quiet(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The verdict without disturbed rounds, where a row of the group had any."""
+    if not rows["disturbed_rounds"].gt(0).any():
+        return {}
+    return {"without disturbed rounds": [
+        f"{ratio_ci(r, lo, hi)} ({v})" for r, lo, hi, v in
+        zip(rows["ratio_quiet"], rows["ratio_quiet_lo"], rows["ratio_quiet_hi"], rows["verdict_quiet"], strict=True)]}
+
+
+FRAMEWORK = {"pytorch": "PyTorch", "mxnet": "MXNet", "jax": "JAX"}
+
+
+def contender_name(row: pd.Series) -> str:
+    """PyTorch `eager` (with its checkout, if another one)."""
+    checkout = row["contender"].split("@", 1)[1] if "@" in row["contender"] else ""
+    return f"{FRAMEWORK.get(row['backend'], row['backend'])} `{row['mode']}`" + (f"@{checkout}" if checkout else "")
+
+
+def answer(rows: pd.DataFrame) -> str:
+    """One preset's answer in one sentence: who is fastest (or ties for it), every other
+    competing row's ratio with its interval, then why the others are not ranked."""
+    preset = rows["preset_label"].iloc[0]
+    ranked = rows[rows["verdict"].isin(["fastest", "tie", "slower"])]
+    if ranked.empty:
+        return f"On this machine, no row of {preset} could be ranked ({', '.join(sorted(set(rows['verdict'])))})."
+    top = ranked[ranked["verdict"].isin(["fastest", "tie"])]
+    names = [contender_name(r) for _, r in top.iterrows()]
+    if len(names) == 1:
+        lead = f"{names[0]} is fastest on {preset}"
+    else:
+        lead = f"{', '.join(names[:-1])} and {names[-1]} tie for fastest on {preset}"
+    slower = [f"{contender_name(r)} {ratio_ci(r['ratio'], r['ratio_lo'], r['ratio_hi']).replace(' [', '× [')}"
+              for _, r in ranked[ranked["verdict"].eq("slower")].iterrows()]
+    others = [f"{contender_name(r)}: {r['verdict']}" for _, r in rows.iterrows()
+              if r["verdict"] not in ("fastest", "tie", "slower", "twin (A/A)")]
+    text = f"On this machine, {lead}" + (f"; {'; '.join(slower)}" if slower else "") + "."
+    return text + (f" Not ranked: {'; '.join(others)}." if others else "")
+
+
+def calibration(rows: pd.DataFrame) -> str:
+    """The twin's sentence, and the disturbed rounds' ('' when neither applies)."""
+    parts = []
+    for _, r in rows[rows["twin"]].iterrows():
+        ci = ratio_ci(r["twin_ratio"], r["twin_ratio_lo"], r["twin_ratio_hi"]).replace(" [", "× [")
+        trust = ("the intervals hold" if r["calibration"] == "tie" else
+                 "**the campaign's intervals are not to be trusted**: two processes of the same code differ "
+                 "beyond them (a busy or unstable machine)")
+        parts.append(f"A/A twin ({r['twin_of']} run again as a second process): {ci}, {r['calibration']}: {trust}.")
+    noisy = len(set().union(*map(set, rows["disturbed_list"]))) if "disturbed_list" in rows else 0
+    if noisy:
+        parts.append(f"{noisy} of {int(rows['rounds_timed'].max())} rounds disturbed (other programs took CPU); "
+                     "the verdict without them is in the last column.")
+    return " ".join(parts)
 
 
 def speedups(found: dict[str, float]) -> str:

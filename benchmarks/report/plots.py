@@ -1,4 +1,5 @@
-"""PNG plots per comparison group: perplexity curves and a tokens/sec bar chart.
+"""PNG plots per comparison group: perplexity curves, a tokens/sec bar chart and the
+headline's forest plot (each contender's ratio to the fastest, with its interval).
 
 One group is one preset on one machine and device (see report_data), so a plot never
 mixes machines. matplotlib runs headless (Agg).
@@ -137,10 +138,7 @@ def write_plots(runs: pd.DataFrame, plot_dir: Path) -> dict[str, list[Path]]:
 LOG_AXES = {"batch_size", "num_hiddens", "num_steps"}
 
 
-OURS = re.compile(r"^S\d+-.*-scaling\.png$")
-
-
-
+SCALING_OURS = re.compile(r"^S\d+-.*-scaling\.png$")
 
 def _draw(ax_tok, ax_mem, points: pd.DataFrame, axis: str) -> None:
     ok = points[points["status"].eq("ok")]
@@ -184,7 +182,7 @@ def write_scaling_plots(table: pd.DataFrame, base_specs: dict[str, dict], plot_d
     """One PNG per scaling group and preset; returns (sgroup, preset) -> path."""
     plot_dir.mkdir(parents=True, exist_ok=True)
     for old in plot_dir.glob("S*.png"):  # scaling group ids renumber as records come and go
-        if OURS.match(old.name):
+        if SCALING_OURS.match(old.name):
             old.unlink()
     written = {}
     for (sgroup, preset), rows in table.groupby(["sgroup", "preset"], sort=True):
@@ -194,4 +192,114 @@ def write_scaling_plots(table: pd.DataFrame, base_specs: dict[str, dict], plot_d
         path = plot_dir / f"{sgroup}-{slug(preset)}-scaling.png"
         scaling_plot(per_axis, scaling_title(rows), path)
         written[(sgroup, preset)] = path
+    return written
+
+
+FOREST_OURS = re.compile(r"^F.+-verdict\.png$")
+BACKEND_COLORS = {"pytorch": "#ee4c2c", "mxnet": "#1f77b4", "jax": "#8e44ad"}  # fixed, so every plot agrees
+TRACK_MARKERS = {"tuned": "o", "out-of-box": "s", "book": "^"}
+OTHER_MARKER, OTHER_COLOR, TWIN_COLOR = "D", "0.35", "0.55"
+FOREST_XLABEL = "throughput / fastest (95% interval)"
+
+
+def _track(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) and value == value else math.nan
+
+
+def forest_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One preset's headline rows -> what the forest plot draws, top row first: the
+    fastest, then by ratio, failed rows (no ratio) last. Columns: label, ratio, lo, hi,
+    color, marker, filled (False for the A/A twin), note (the text beside the row)."""
+    rows = rows.assign(twin=rows["twin"].fillna(False).astype(bool) if "twin" in rows else False)
+    ratio = pd.to_numeric(rows["ratio"], errors="coerce")
+    order = pd.DataFrame({"failed": ratio.isna(), "not_fastest": rows["verdict"].ne("fastest"), "neg": -ratio})
+    rows = rows.loc[order.sort_values(["failed", "not_fastest", "neg"], kind="stable").index]
+    out = []
+    for _, r in rows.iterrows():
+        value, lo, hi = _number(r["ratio"]), _number(r["ratio_lo"]), _number(r["ratio_hi"])
+        twin = bool(r["twin"])
+        interval = f" [{lo:.2f}, {hi:.2f}]" if lo == lo and hi == hi else ""
+        failed = r["verdict"] if r["status"] in (r["verdict"], "ok") else f"{r['verdict']} ({r['status']})"
+        note = f"{value:.2f}×{interval} {r['verdict']}" if value == value else failed
+        out.append({"label": f"twin (A/A): {r['contender']}" if twin else str(r["contender"]),
+                    "ratio": value, "lo": lo, "hi": hi, "track": _track(r.get("track")),
+                    "color": TWIN_COLOR if twin else BACKEND_COLORS.get(r["backend"], OTHER_COLOR),
+                    "marker": TRACK_MARKERS.get(_track(r.get("track")), OTHER_MARKER), "filled": not twin,
+                    "note": note})
+    return pd.DataFrame(out, columns=["label", "ratio", "lo", "hi", "track", "color", "marker", "filled", "note"])
+
+
+def _forest_point(ax, y: int, row: pd.Series) -> None:
+    """One contender: its ratio, the interval as a horizontal bar (where known), its note."""
+    if row["ratio"] == row["ratio"]:
+        has_ci = row["lo"] == row["lo"] and row["hi"] == row["hi"]
+        xerr = [[max(row["ratio"] - row["lo"], 0.0)], [max(row["hi"] - row["ratio"], 0.0)]] if has_ci else None
+        ax.errorbar([row["ratio"]], [y], xerr=xerr, fmt=row["marker"], color=row["color"], capsize=3,
+                    markersize=7, markerfacecolor=row["color"] if row["filled"] else "white",
+                    markeredgecolor=row["color"], linestyle="none")
+    ax.annotate(row["note"], (1.01, y), xycoords=ax.get_yaxis_transform(), va="center", fontsize=8,
+                color="0.15" if row["ratio"] == row["ratio"] else "#b00020", annotation_clip=False)
+
+
+def _forest_legend(ax, data: pd.DataFrame, backends: list[str]) -> None:
+    """Marker = track, colour = framework, hollow grey = the A/A twin; only what is drawn."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=BACKEND_COLORS.get(b, OTHER_COLOR), marker="o", linestyle="none", label=b)
+               for b in backends]
+    for track in dict.fromkeys(_track(t) for t in data["track"]):
+        marker = TRACK_MARKERS.get(track, OTHER_MARKER)
+        handles.append(Line2D([], [], color="0.2", marker=marker, linestyle="none", label=track or "no track"))
+    if (~data["filled"]).any():
+        handles.append(Line2D([], [], color=TWIN_COLOR, marker="o", markerfacecolor="white", linestyle="none",
+                              label="twin (A/A)"))
+    ax.figure.legend(handles=handles, loc="outside lower left", ncol=len(handles), fontsize=8, frameon=False,
+                     handletextpad=0.2, columnspacing=1.0)
+
+
+def forest_plot(rows: pd.DataFrame, path: Path, title: str) -> list[str]:
+    """Each contender's throughput over the fastest row with its 95% interval, one row per
+    contender, fastest on top; failed rows keep a row with their verdict as text. Returns
+    the row labels top to bottom (what a reader sees on the y axis)."""
+    data = forest_rows(rows)
+    n = len(data)
+    fig, ax = plt.subplots(figsize=(9, 0.26 * n + 1.1), layout="constrained")  # room for the title and legend
+    for i, (_, row) in enumerate(data.iterrows()):
+        _forest_point(ax, n - 1 - i, row)
+    ax.axvline(1.0, color="0.3", linewidth=1, linestyle="--")
+    ax.set_yticks(range(n), list(reversed(data["label"].tolist())), fontsize=9)
+    ax.set_ylim(-0.6, n - 0.4)
+    bounds = pd.concat([data["lo"], data["ratio"], data["hi"], pd.Series([1.0])]).dropna()
+    low, high = float(bounds.min()), float(bounds.max())
+    pad = max(high - low, 0.05) * 0.08
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_xlabel(FOREST_XLABEL, fontsize=9)
+    ax.grid(True, axis="x", alpha=0.3)
+    drawn = set(rows["backend"])
+    _forest_legend(ax, data, [b for b in BACKEND_COLORS if b in drawn] + sorted(drawn - set(BACKEND_COLORS)))
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return data["label"].tolist()
+
+
+def write_forest_plots(headline: pd.DataFrame, plot_dir: Path) -> dict[str, Path]:
+    """The forest plot of every preset group in `headline` (every campaign's headline rows
+    at once: old `F*-verdict.png` files are removed first); returns group id -> PNG."""
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for old in plot_dir.glob("F*.png"):  # group ids renumber as records come and go
+        if FOREST_OURS.match(old.name):
+            old.unlink()
+    written: dict[str, Path] = {}
+    if headline.empty:
+        return written
+    for gid, rows in headline.groupby("group", sort=True):
+        label = rows["preset_label"].iloc[0]
+        path = plot_dir / f"F{gid}-{slug(label)}-verdict.png"
+        forest_plot(rows, path, f"{gid} · {label}: tokens/sec over the fastest row")
+        written[gid] = path
     return written

@@ -1,16 +1,18 @@
 """How rnnbench decides: throughput per round, confidence intervals, verdicts.
 
-A round's throughput is its tokens over its seconds (a rate; rates are never
-averaged as ratios of sums would be). Within a campaign every contender trains its
-slice of each round back to back, so the ratio of two contenders in the same round
-cancels the machine's drift: the ratio of a row to the fastest row is the geometric
-mean of the per-round ratios, with a 95% confidence interval from a paired t-test on
-their logarithms (scipy.stats.ttest_1samp). A row's own tokens/sec is the median over
-rounds with a 95% bootstrap interval (scipy.stats.bootstrap, percentile method).
-Between two campaigns nothing is paired: the ratio NEW / BASE is the ratio of the
-geometric means, its interval from Welch's t-test on the logarithms
-(scipy.stats.ttest_ind), and the drift between campaigns is not cancelled, so a change
-is called only when the whole interval lies beyond 10% (asv's default factor).
+A round's throughput is its tokens over its seconds (a rate; rates are never averaged
+as ratios of sums would be). Within a campaign every summary is the median with the
+sign test's distribution-free 95% interval (scipy.stats.quantile_test: two order
+statistics), so k wild rounds move each end of an interval by at most k places and
+the estimate hardly at all:
+- a row's tokens/sec: the median of its round rates;
+- a row's ratio to the fastest: the median of the per-round ratios (paired within a
+  round, so the machine's drift cancels).
+Between campaigns (`compare`) nothing is paired: NEW over BASE is the two-sample
+Hodges-Lehmann estimate on the log rates (the median of all pairwise differences) with
+the interval of the Mann-Whitney U test (asv's test) inverted, and a change is called
+only when the whole interval lies beyond 10% (asv's default factor). docs/design.md
+says why these and not a mean with a t interval.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from common.load import is_disturbed
+
 CONFIDENCE = 0.95
+MIN_ROUNDS = 6  # the fewest pairs for which a 95% signed-rank interval is bounded
 MIN_EFFECT = 0.03  # within a campaign: a row is `slower` only below 0.97x the fastest
 COMPARE_MIN_EFFECT = 0.10  # between campaigns
 RATE_KEYS = ["group", "campaign", "preset_label", "contender", "backend", "mode"]
@@ -29,72 +34,154 @@ METHOD = (
     "How rnnbench decides. A campaign (one `nox -s bench`) trains every contender in every round, one after "
     "another in an order rotated each round, so the machine's drift falls on all of them alike. A round's "
     "tokens/sec is its tokens over its seconds (the warm-up epoch, with compilation, is round 0 and excluded). "
-    "`tok/s` is the median over rounds with a 95% bootstrap interval (scipy.stats.bootstrap). `vs fastest` is "
-    "the geometric mean of the per-round ratios to the fastest row (paired within each round, so drift cancels), "
-    "with a 95% interval from a paired t-test on the logarithms (scipy.stats.ttest_1samp). Verdict: `slower` when "
-    f"that interval lies wholly below 1 and the ratio is below {1 - MIN_EFFECT:.2f}; `tie` otherwise; `fastest` "
-    "only for a top row that every other row is `slower` than. A row that did not finish (`diverged`, `error`, "
-    "`interrupted`) is never fastest, nor is one that missed the preset's quality target (`missed target`: "
-    "speed is compared at the same quality). The fastest row is the one with the highest geometric mean over rounds, "
-    "the ranking the paired ratios agree with. Numbers from different campaigns are never compared here; "
-    "`python -m benchmarks compare BASE NEW` does that, calling a change only when its whole interval lies beyond "
-    "10%.")
+    "Every figure is a median with the sign test's distribution-free 95% interval (scipy.stats.quantile_test): "
+    "`tok/s` over the rounds' rates, `vs fastest` over the per-round ratios to the fastest row (paired within "
+    "each round, so drift cancels; "
+    "a wild round moves neither much). Verdict: `slower` when that interval lies wholly below 1 and the ratio is "
+    f"below {1 - MIN_EFFECT:.2f}; `tie` otherwise; `fastest` only for a top row that every other row is `slower` than. "
+    "A round is `disturbed` when other programs took more than a calibrated share of the machine while it ran "
+    "(common.load); the verdict is also given without those rounds, and the campaign replaces them with extra "
+    "rounds. The `twin (A/A)` row is one contender run again as a second process: never ranked, its ratio to its "
+    "original calibrates the intervals. A row that did not finish (`diverged`, `error`, `interrupted`), failed "
+    "the parity check (`not equivalent`) or missed the preset's quality target (`missed target`) is never fastest. "
+    "Numbers from different campaigns are never compared here; `python -m benchmarks compare BASE NEW` does that "
+    "(two-sample Hodges–Lehmann, Mann–Whitney interval), calling a change only when its whole interval lies "
+    "beyond 10%.")
 
 
 def round_rates(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run row, round >= 1): tokens, seconds and tok_s of that round.
-
-    Epochs recorded before rounds existed count as round 1, except the first (warm-up)."""
+    """One row per (run row, round >= 1): tokens, seconds and tok_s of that round, and
+    whether it was `disturbed` (common.load). Epochs recorded before rounds existed
+    count as round 1, except the first (warm-up); a campaign's timing-only rounds after
+    the preset (`extra_epochs`) count like the others."""
     rows = []
     for run in runs.itertuples(index=False):
-        for i, epoch in enumerate(run.epoch_list):
+        keys = {k: getattr(run, k) for k in RATE_KEYS}
+        extra = getattr(run, "extra_list", None) or []
+        for i, epoch in enumerate(list(run.epoch_list) + list(extra)):
             number = epoch.get("round", 0 if i == 0 else 1)
             seconds = epoch.get("seconds")
             if number and seconds:
-                rows.append({**{k: getattr(run, k) for k in RATE_KEYS}, "round": int(number),
-                             "tokens": float(epoch.get("tokens") or 0), "seconds": float(seconds)})
+                rows.append({**keys, "round": int(number), "tokens": float(epoch.get("tokens") or 0),
+                             "seconds": float(seconds)})
     frame = pd.DataFrame(rows, columns=RATE_KEYS + ["round", "tokens", "seconds"])
     frame = frame.groupby(RATE_KEYS + ["round"], as_index=False)[["tokens", "seconds"]].sum()
-    return frame.assign(tok_s=frame["tokens"] / frame["seconds"])
+    frame = frame.assign(tok_s=frame["tokens"] / frame["seconds"])
+    return frame.merge(_disturbance(runs), on=RATE_KEYS + ["round"], how="left").fillna({"disturbed": False})
 
 
-def median_ci(values: np.ndarray) -> tuple[float, float, float]:
-    """(median, low, high): the 95% percentile-bootstrap interval; NaN bounds below 2 values."""
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
+def _disturbance(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (run row, round): the recorded load shares and the `disturbed` flag."""
+    rows = []
+    for run in runs.itertuples(index=False):
+        for entry in getattr(run, "load_list", None) or []:
+            if isinstance(entry, dict) and entry.get("round"):
+                rows.append({**{k: getattr(run, k) for k in RATE_KEYS}, "round": int(entry["round"]),
+                             "foreign": float(entry.get("foreign", math.nan)),
+                             "steal": float(entry.get("steal", math.nan)),
+                             "efficiency": float(entry.get("efficiency", math.nan)),
+                             "disturbed": is_disturbed(entry)})
+    columns = RATE_KEYS + ["round", "foreign", "steal", "efficiency", "disturbed"]
+    return pd.DataFrame(rows, columns=columns).drop_duplicates(RATE_KEYS + ["round"])
+
+
+def median_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """(median, 95% low, high) of `values`: the sign test's distribution-free interval
+    (scipy.stats.quantile_test), two order statistics, so k wild values move each end by
+    at most k places; NaN bounds below MIN_ROUNDS values (no bounded 95% interval)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
         return math.nan, math.nan, math.nan
-    mid = float(np.median(values))
-    if len(values) < 2 or np.ptp(values) == 0:
-        return (mid, math.nan, math.nan) if len(values) < 2 else (mid, mid, mid)
-    res = stats.bootstrap((values,), np.median, confidence_level=CONFIDENCE, method="percentile",
-                          n_resamples=2000, rng=np.random.default_rng(0))
-    return mid, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    mid = float(np.median(x))
+    if len(x) < MIN_ROUNDS:
+        return mid, math.nan, math.nan
+    ci = stats.quantile_test(x, q=mid, p=0.5).confidence_interval(CONFIDENCE)
+    return mid, float(ci.low), float(ci.high)
+
+
+def hodges_lehmann_shift(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(estimate, 95% low, high) of the shift from `y` to `x` (independent samples): the
+    median of all differences, and the shifts the Mann-Whitney U test does not reject."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan, math.nan, math.nan
+    diffs = (x[:, None] - y[None, :]).ravel()
+    mid = float(np.median(diffs))
+    if len(x) < 2 or len(y) < 2 or (np.ptp(x) == 0 and np.ptp(y) == 0):
+        return mid, math.nan, math.nan
+    low, high = _inverted(diffs, lambda d: stats.mannwhitneyu(x - d, y).pvalue, 1 - CONFIDENCE)
+    return mid, low, high
+
+
+def _inverted(candidates: np.ndarray, pvalue, alpha: float) -> tuple[float, float]:
+    """The interval of shifts d that the rank test does not reject: its ends are among
+    the sorted `candidates` (Walsh averages or pairwise differences), where the test's
+    statistic changes. pvalue(d) rises to the middle and falls after, so each end is
+    found by bisection over the gaps between candidates."""
+    c = np.sort(candidates)
+    n = len(c)
+
+    def accepted(j: int) -> bool:  # the gap between c[j-1] and c[j] (j = 0: below all, n: above all)
+        if j == 0:
+            d = c[0] - 1.0
+        elif j == n:
+            d = c[-1] + 1.0
+        else:
+            d = 0.5 * (c[j - 1] + c[j])
+        return pvalue(d) >= alpha
+
+    mid = n // 2
+    if not accepted(mid):
+        return math.nan, math.nan
+    lo_j, hi = 0, mid  # smallest accepted gap in [0, mid]
+    while lo_j < hi:
+        m = (lo_j + hi) // 2
+        if accepted(m):
+            hi = m
+        else:
+            lo_j = m + 1
+    lo, hi_j = mid, n  # largest accepted gap in [mid, n]
+    while lo < hi_j:
+        m = (lo + hi_j + 1) // 2
+        if accepted(m):
+            lo = m
+        else:
+            hi_j = m - 1
+    low = c[lo_j - 1] if lo_j > 0 else -math.inf
+    high = c[hi_j] if hi_j < n else math.inf
+    return float(low), float(high)
+
+
+def _exp(triple: tuple[float, float, float]) -> tuple[float, float, float]:
+    return tuple(math.exp(v) if not math.isnan(v) else math.nan for v in triple)
+
+
+def rate_ci(rates: np.ndarray) -> tuple[float, float, float]:
+    """A row's tokens/sec over its rounds: (estimate, 95% low, high), on the log scale."""
+    rates = np.asarray(rates, dtype=float)
+    return _exp(median_interval(np.log(rates))) if len(rates) else (math.nan,) * 3
 
 
 def paired_ratio(a: pd.Series, b: pd.Series) -> tuple[float, float, float, int]:
-    """a over b, both indexed by round, over their common rounds: (geometric-mean ratio,
-    95% low, high, rounds paired); NaN bounds with fewer than 2 pairs."""
+    """a over b, both indexed by round, over their common rounds: (ratio, 95% low, high,
+    rounds paired)."""
     both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
     if both.empty:
         return math.nan, math.nan, math.nan, 0
     logs = np.log(both["a"].to_numpy() / both["b"].to_numpy())
-    ratio = float(np.exp(logs.mean()))
-    if len(logs) < 2:
-        return ratio, math.nan, math.nan, len(logs)
-    if np.ptp(logs) == 0:
-        return ratio, ratio, ratio, len(logs)
-    ci = stats.ttest_1samp(logs, 0.0).confidence_interval(CONFIDENCE)
-    return ratio, float(np.exp(ci.low)), float(np.exp(ci.high)), len(logs)
+    return (*_exp(median_interval(logs)), len(logs))
 
 
 def unpaired_ratio(new: np.ndarray, base: np.ndarray) -> tuple[float, float, float]:
-    """new over base from independent rounds: (ratio of geometric means, 95% low, high)."""
-    ln, lb = np.log(np.asarray(new, dtype=float)), np.log(np.asarray(base, dtype=float))
-    ratio = float(np.exp(ln.mean() - lb.mean()))
-    if len(ln) < 2 or len(lb) < 2 or (np.ptp(ln) == 0 and np.ptp(lb) == 0):
-        return ratio, math.nan, math.nan
-    ci = stats.ttest_ind(ln, lb, equal_var=False).confidence_interval(CONFIDENCE)
-    return ratio, float(np.exp(ci.low)), float(np.exp(ci.high))
+    """new over base from independent rounds: (ratio, 95% low, high)."""
+    return _exp(hodges_lehmann_shift(np.log(np.asarray(new, dtype=float)), np.log(np.asarray(base, dtype=float))))
+
+
+def half_width(ratio: float, low: float, high: float) -> float:
+    """An interval's half-width relative to its estimate (inf when unbounded)."""
+    if any(math.isnan(v) for v in (ratio, low, high)) or ratio <= 0:
+        return math.inf
+    return (high - low) / (2 * ratio)
 
 
 def call(ratio: float, low: float, high: float, min_effect: float, words: tuple[str, str, str]) -> str:
@@ -109,39 +196,113 @@ def call(ratio: float, low: float, high: float, min_effect: float, words: tuple[
 
 def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = MIN_EFFECT,
                    ranked: pd.Series | None = None) -> pd.DataFrame:
-    """For one comparison group's rows (one per contender/mode): tok_s and its CI, the
-    paired ratio to the fastest `ok` row and its CI, and the verdict. Rows where
-    `ranked` is False (a missed quality target) get `missed target` and are never the
-    pace-setter."""
+    """For one comparison group's rows (one per contender): tok_s and its interval, the
+    paired ratio to the fastest ranked row and its interval, the verdict, and the same
+    without disturbed rounds (`*_quiet`). Rows where `ranked` is False (a missed quality
+    target) get `missed target`, rows whose parity check failed `not equivalent`, and a
+    twin `twin (A/A)` with its ratio to its original (`twin_ratio*`, `calibration`);
+    none of these is ever the pace-setter."""
     out = rows.copy()
     ranked = pd.Series(True, index=out.index) if ranked is None else ranked.reindex(out.index).fillna(True)
     series = {i: _rate_series(rates, r) for i, r in out.iterrows()}
-    cis = {i: median_ci(s.to_numpy()) for i, s in series.items()}
+    noisy = {i: _disturbed_rounds(rates, r) for i, r in out.iterrows()}
+    cis = {i: rate_ci(s.to_numpy()) for i, s in series.items()}
     out["tok_s"] = [cis[i][0] for i in out.index]
     out["tok_s_lo"], out["tok_s_hi"] = [cis[i][1] for i in out.index], [cis[i][2] for i in out.index]
     out["rounds_timed"] = [len(series[i]) for i in out.index]
-    ok = out[out["status"].eq("ok") & out["tok_s"].notna() & ranked.astype(bool)]
-    if ok.empty:
-        verdict = [("missed target" if s == "ok" and not ranked[i] else s) for i, s in out["status"].items()]
-        return out.assign(ratio=math.nan, ratio_lo=math.nan, ratio_hi=math.nan, verdict=verdict)
-    best = max(ok.index, key=lambda i: _geomean(series[i]))  # the ranking the paired ratios agree with
-    ratios = {i: paired_ratio(series[i], series[best]) if i != best else (1.0, 1.0, 1.0, len(series[i]))
-              for i in out.index}
-    out["ratio"] = [ratios[i][0] for i in out.index]
-    out["ratio_lo"], out["ratio_hi"] = [ratios[i][1] for i in out.index], [ratios[i][2] for i in out.index]
-    verdicts = {i: (out.at[i, "status"] if out.at[i, "status"] != "ok" else "missed target" if not ranked[i]
-                    else call(*ratios[i][:3], min_effect, ("slower", "tie", "tie"))) for i in out.index}
-    others = [v for i, v in verdicts.items() if i != best and i in ok.index]
-    verdicts[best] = "fastest" if all(v == "slower" for v in others) else "tie"
-    out["verdict"] = [verdicts[i] for i in out.index]
+    out["disturbed_rounds"] = [len(noisy[i]) for i in out.index]
+    out["disturbed_list"] = [sorted(noisy[i]) for i in out.index]
+    out["load_measured"] = [_measured(rates, r) for _, r in out.iterrows()]
+    out["twin"] = _column(out, "twin_of", "").astype(str).ne("")
+    equivalent = _column(out, "parity_ok", None).ne(False)
+    verdicts = {i: _standing(out.at[i, "status"], ranked[i], equivalent[i], out.at[i, "twin"]) for i in out.index}
+    eligible = [i for i, v in verdicts.items() if v is None and not math.isnan(out.at[i, "tok_s"])]
+    if not eligible:
+        out = out.assign(**{c: math.nan for c in RATIO_COLUMNS})
+        return out.assign(verdict=[v or "tie" for v in verdicts.values()],
+                          verdict_quiet=[v or "tie" for v in verdicts.values()], calibration=None)
+    best = max(eligible, key=lambda i: out.at[i, "tok_s"])
+    for suffix, skip in (("", lambda i: set()), ("_quiet", lambda i: noisy[i] | noisy[best])):
+        ratios = {i: paired_ratio(_drop(series[i], skip(i)), _drop(series[best], skip(i))) if i != best
+                  else (1.0, 1.0, 1.0, len(series[i])) for i in out.index}
+        for k, name in enumerate(("", "_lo", "_hi")):
+            out["ratio" + suffix + name] = [ratios[i][k] for i in out.index]
+        called = {i: verdicts[i] or call(*ratios[i][:3], min_effect, ("slower", "tie", "tie")) for i in out.index}
+        others = [called[i] for i in eligible if i != best]
+        called[best] = "fastest" if all(v == "slower" for v in others) else "tie"
+        out["verdict" + suffix] = [called[i] for i in out.index]
+    return _with_twins(out, series, min_effect)
+
+
+RATIO_COLUMNS = ["ratio", "ratio_lo", "ratio_hi", "ratio_quiet", "ratio_quiet_lo", "ratio_quiet_hi",
+                 "twin_ratio", "twin_ratio_lo", "twin_ratio_hi"]
+
+
+def _standing(status: str, ranked: bool, equivalent: bool, twin: bool) -> str | None:
+    """Why a row is never ranked (its verdict), or None for a row that competes."""
+    if twin:
+        return "twin (A/A)"
+    if status != "ok":
+        return status
+    if not equivalent:
+        return "not equivalent"
+    return None if ranked else "missed target"
+
+
+def _with_twins(out: pd.DataFrame, series: dict, min_effect: float) -> pd.DataFrame:
+    """Each twin's paired ratio to its original (same group, contender named by
+    `twin_of`) and the calibration verdict: the ranking rule applied to an A/A pair,
+    so anything but `tie` says the campaign's intervals cannot be trusted."""
+    for name in ("twin_ratio", "twin_ratio_lo", "twin_ratio_hi"):
+        out[name] = math.nan
+    out["calibration"] = None
+    for i in out.index[out["twin"]]:
+        original = out.index[out["contender"].eq(out.at[i, "twin_of"]) & ~out["twin"]]
+        if len(original) == 0:
+            continue
+        ratio, lo, hi, _ = paired_ratio(series[i], series[original[0]])
+        out.loc[i, ["twin_ratio", "twin_ratio_lo", "twin_ratio_hi"]] = [ratio, lo, hi]
+        out.at[i, "calibration"] = call(ratio, lo, hi, min_effect, ("slower", "tie", "faster"))
     return out
 
 
-def _geomean(values: pd.Series) -> float:
-    return float(np.exp(np.log(values.to_numpy()).mean())) if len(values) else -math.inf
+def _column(frame: pd.DataFrame, name: str, default) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(default, index=frame.index, dtype=object)
+
+
+def _drop(values: pd.Series, rounds: set[int]) -> pd.Series:
+    return values[~values.index.isin(list(rounds))] if rounds else values
+
+
+def _disturbed_rounds(rates: pd.DataFrame, row: pd.Series) -> set[int]:
+    mine = rates[(rates["group"] == row["group"]) & (rates["contender"] == row["contender"])
+                 & (rates["backend"] == row["backend"]) & (rates["mode"] == row["mode"])]
+    return set(mine.loc[mine["disturbed"].astype(bool), "round"].astype(int))
+
+
+def _measured(rates: pd.DataFrame, row: pd.Series) -> bool:
+    """Whether the row's rounds carry a load measurement (records before issue 23 do not)."""
+    mine = rates[(rates["group"] == row["group"]) & (rates["contender"] == row["contender"])]
+    return bool("foreign" in mine and mine["foreign"].notna().any())
 
 
 def _rate_series(rates: pd.DataFrame, row: pd.Series) -> pd.Series:
     mine = rates[(rates["group"] == row["group"]) & (rates["contender"] == row["contender"])
-                 & (rates["mode"] == row["mode"])]
+                 & (rates["backend"] == row["backend"]) & (rates["mode"] == row["mode"])]
     return mine.set_index("round")["tok_s"].sort_index()
+
+
+def precision(rates: dict[str, list[float]], twins: dict[str, str] | None = None) -> float:
+    """The campaign driver's stopping measure for one preset: the widest relative
+    half-width among the ratio intervals the report will show (each contender to the
+    fastest, each twin to its original), from per-contender round rates in round
+    order (paired by position); inf while any is unbounded."""
+    twins = twins or {}
+    series = {c: pd.Series(v, index=range(1, len(v) + 1)) for c, v in rates.items() if len(v)}
+    ranked = [c for c in series if c not in twins]
+    if len(series) < 2 or not ranked:
+        return 0.0
+    best = max(ranked, key=lambda c: rate_ci(series[c].to_numpy())[0])
+    pairs = [(c, best) for c in ranked if c != best] + [(t, o) for t, o in twins.items() if t in series and o in series]
+    widths = [half_width(*paired_ratio(series[a], series[b])[:3]) for a, b in pairs]
+    return max(widths, default=0.0)

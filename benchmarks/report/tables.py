@@ -13,7 +13,7 @@ import pandas as pd
 
 from benchmarks.report.data import MICRO, ROW_KEYS, pick_rows, preset_info
 from benchmarks.report.seeds import reproduces, seed_stats
-from benchmarks.report.stats import group_verdicts, round_rates
+from benchmarks.report.stats import group_verdicts, half_width, round_rates
 from benchmarks.suites import SCALING_AXES
 from common.metrics import reached_target, utilisation
 from common.specs import preset_names
@@ -332,7 +332,8 @@ def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_FIELDS = ["preset", "backend", "mode", "track", "contender", "threads", "tok_s", "tok_s_ci", "rounds",
-                  "ratio_to_fastest", "ratio_ci", "verdict", "utilisation", "utilisation_flag", "final_ppl", "metric",
+                  "ratio_to_fastest", "ratio_ci", "verdict", "disturbed_rounds", "ratio_quiet", "ratio_quiet_ci",
+                  "verdict_quiet", "twin", "parity", "utilisation", "utilisation_flag", "final_ppl", "metric",
                   "target_ppl", "reached_target", "status"]
 
 
@@ -421,7 +422,39 @@ def summary(runs: pd.DataFrame, campaign: str) -> dict:
                "frameworks": _frameworks(mine)}
     return {"campaign": campaign, "machine": machine,
             "git": {"commit": first["git_commit"].removesuffix("-dirty") or None, "dirty": bool(mine["dirty"].any())},
-            "started": mine["timestamp"].min().isoformat(), "rows": [_summary_row(r) for _, r in rows.iterrows()]}
+            "started": mine["timestamp"].min().isoformat(), "settings": first["settings"] or {},
+            "calibration": calibration(rows), "precision": precision_reached(rows, first["settings"] or {}),
+            "disturbed_rounds": disturbed_rounds(rows),
+            "rows": [_summary_row(r) for _, r in rows.iterrows()]}
+
+
+def calibration(rows: pd.DataFrame) -> list[dict]:
+    """Each twin's ratio to its original, per preset: the campaign's A/A check."""
+    twins = rows[rows["twin"]] if "twin" in rows else rows.iloc[:0]
+    return [{"preset": r["preset_label"], "contender": r["twin_of"], "ratio": r["twin_ratio"],
+             "ratio_ci": [r["twin_ratio_lo"], r["twin_ratio_hi"]], "verdict": r["calibration"],
+             "contains_1": bool(r["twin_ratio_lo"] <= 1 <= r["twin_ratio_hi"])} for _, r in twins.iterrows()]
+
+
+def precision_reached(rows: pd.DataFrame, settings: dict) -> dict:
+    """The widest relative half-width among the campaign's ratio intervals (every row
+    that competes, to the fastest; every twin, to its original), against the target."""
+    widths = []
+    for _, r in rows.iterrows():
+        if r["verdict"] in ("tie", "slower"):
+            widths.append(half_width(r["ratio"], r["ratio_lo"], r["ratio_hi"]))
+        if r.get("twin"):
+            widths.append(half_width(r["twin_ratio"], r["twin_ratio_lo"], r["twin_ratio_hi"]))
+    return {"target": settings.get("precision"), "reached": max(widths, default=None),
+            "per_preset": {p: max((half_width(r["ratio"], r["ratio_lo"], r["ratio_hi"])
+                                   for _, r in g.iterrows() if r["verdict"] in ("tie", "slower")), default=None)
+                           for p, g in rows.groupby("preset_label")}}
+
+
+def disturbed_rounds(rows: pd.DataFrame) -> dict:
+    """Rounds with a disturbed slice, per preset, out of the rounds timed."""
+    return {p: {"disturbed": len(set().union(*map(set, g["disturbed_list"]))), "rounds": int(g["rounds_timed"].max())}
+            for p, g in rows.groupby("preset_label")}
 
 
 def _frameworks(runs: pd.DataFrame) -> dict[str, str]:
@@ -448,7 +481,9 @@ def _summary_row(r: pd.Series) -> dict:
            "contender": r["contender"],
            "threads": int(r["threads"]), "tok_s": r["tok_s"], "tok_s_ci": [r["tok_s_lo"], r["tok_s_hi"]],
            "rounds": int(r["rounds_timed"]), "ratio_to_fastest": r["ratio"], "ratio_ci": [r["ratio_lo"], r["ratio_hi"]],
-           "verdict": r["verdict"],
+           "verdict": r["verdict"], "disturbed_rounds": int(r["disturbed_rounds"]),
+           "ratio_quiet": r["ratio_quiet"], "ratio_quiet_ci": [r["ratio_quiet_lo"], r["ratio_quiet_hi"]],
+           "verdict_quiet": r["verdict_quiet"], "twin": bool(r["twin"]), "parity": r.get("parity"),
            "utilisation": None if _over(r["utilisation"]) else r["utilisation"],
            "utilisation_flag": "over 100% of the ceiling: measurement error" if _over(r["utilisation"]) else None,
            "final_ppl": r["final_ppl"],

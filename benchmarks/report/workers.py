@@ -3,8 +3,8 @@ efficiency tok/s at N / (N x tok/s at 1), from the rounds of one campaign.
 
 A campaign run with `--workers 1,2` makes each worker count a contender, so the 1- and
 N-worker runs of a framework train their slices of every round back to back: the
-efficiency is the geometric mean of the per-round ratios with a paired t interval on
-their logarithms (stats.paired_ratio), as the verdict's ratios are. Runs that are not
+efficiency is the Hodges-Lehmann estimate of the per-round ratios with its Wilcoxon
+interval (stats.paired_ratio), as the verdict's ratios are. Runs that are not
 in one campaign are never paired. `comm` is the engine's all-reduce of the gradient's
 size, timed by the workers after training, and its share of a training step.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.report.plots import slug
-from benchmarks.report.stats import median_ci, paired_ratio
+from benchmarks.report.stats import paired_ratio, rate_ci
 
 KEYS = ["campaign", "preset_label", "device", "spec_key", "backend"]
 NOTE = (
@@ -63,8 +63,8 @@ def workers_table(runs: pd.DataFrame) -> pd.DataFrame:
 def _row(key: dict, workers: int, top: pd.Series, one: pd.Series | None) -> dict:
     at_n = round_series(top)
     at_1 = round_series(one) if one is not None else pd.Series(dtype=float)
-    n_mid, n_lo, n_hi = median_ci(at_n.to_numpy())
-    one_mid, one_lo, one_hi = median_ci(at_1.to_numpy())
+    n_mid, n_lo, n_hi = rate_ci(at_n.to_numpy())
+    one_mid, one_lo, one_hi = rate_ci(at_1.to_numpy())
     eff, eff_lo, eff_hi, paired = paired_ratio(at_n, at_1 * workers) if len(at_1) else (math.nan,) * 3 + (0,)
     spec = top["spec"]["train"]
     steps_s = n_mid / (spec["batch_size"] * spec["num_steps"]) if n_mid == n_mid else math.nan

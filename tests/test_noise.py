@@ -1,0 +1,182 @@
+"""A busy machine, planted (issue 23): stand-in contenders speak the pipe protocol with
+a disturbance in chosen rounds, and the real campaign driver and report run over them.
+The disturbed rounds are flagged and replaced, the robust verdict and ratio do not
+move, the old estimator's interval widens; precision stops at its target or at the
+budget; the twin is never ranked; bad settings get one line. The same with real
+backends and a CPU burner: `nox -s bench -- --noise 0.3`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pandas")
+pytest.importorskip("scipy")
+
+from benchmarks import campaign as camp  # noqa: E402
+from benchmarks.noise import burn  # noqa: E402
+from benchmarks.report import build_report  # noqa: E402
+from tests.test_robust_verdict import old_paired_ratio  # noqa: E402
+
+STAND_IN = textwrap.dedent("""\
+    #!{python}
+    # Stands in for `python -m benchmarks run --gate --extendable`: rates from a fixed
+    # table (the same drift for everyone in a round), 0.4x with 40% foreign CPU in the
+    # planted rounds; on `stop` (or EOF) it writes its record as the harness would.
+    import json, sys
+    sys.path.insert(0, {repo!r})
+    from tests.fake_records import record
+    from common.records import append_record
+    args = sys.argv[1:]
+    label = args[args.index("--contender") + 1]
+    planned = int(args[args.index("--rounds") + 1])
+    backend = args[args.index("--backend") + 1]
+    results = args[args.index("--results") + 1]
+    campaign = args[args.index("--campaign") + 1]
+    spec = json.loads({spec!r})
+    base = spec["scale"][label.split("/")[0].split("~")[0]]
+    planted = set(spec["planted"].get(label, []))
+    rates, loads, r = [], [], 0
+    print("@rnnbench ready rounds=%d extendable=1" % planned, flush=True)
+    while sys.stdin.readline().startswith("@rnnbench go"):
+        r += 1
+        drift = spec["drift"][(r - 1) % len(spec["drift"])] * spec["jitter"][label][(r - 1) % 50]
+        rate = base * drift * (0.4 if r in planted else 1.0)
+        foreign = 0.4 if r in planted else 0.005
+        rates.append(rate)
+        loads.append(dict(round=r, foreign=foreign, steal=0.0, efficiency=0.97))
+        print("@rnnbench paused round=%d tok_s=%.1f foreign=%.4f steal=0 efficiency=0.97" % (r, rate, foreign),
+              flush=True)
+    rec = record(backend, campaign, rates, mode="eager" if backend == "pytorch" else None)
+    rec["run_id"] = args[args.index("--run-id") + 1]
+    rec["campaign"].update(contender=label, load=loads)
+    if "--campaign-settings" in args:
+        rec["campaign"]["settings"] = json.loads(args[args.index("--campaign-settings") + 1])
+    if "--twin-of" in args:
+        rec["campaign"]["twin_of"] = args[args.index("--twin-of") + 1]
+    append_record(results + "/%s.jsonl" % backend, rec)
+""")
+DRIFT = list(np.random.default_rng(24).uniform(0.85, 1.15, 50))
+
+
+def stand_in(tmp_path: Path, planted: dict[str, list[int]], scale: dict[str, float], spread: float = 0.01) -> str:
+    rng = np.random.default_rng(25)
+    labels = [f"{b}{t}" for b in scale for t in ("", "~twin")]
+    spec = {"scale": scale, "planted": planted, "drift": DRIFT,
+            "jitter": {label: list(rng.uniform(1 - spread, 1 + spread, 50)) for label in labels}}
+    script = tmp_path / "stand-in-python"
+    script.write_text(STAND_IN.format(python=sys.executable, repo=str(camp.REPO), spec=json.dumps(spec)))
+    script.chmod(0o755)
+    return str(script)
+
+
+def drive(tmp_path: Path, python: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "benchmarks", "campaign", f"--python=pytorch={python}", f"--python=jax={python}",
+           "--results", str(tmp_path / "runs"), "--no-report", "--preset", "smoke", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=camp.REPO)
+
+
+def rows_of(tmp_path: Path) -> tuple[dict, dict]:
+    build_report(tmp_path / "runs", tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    return data, {r["contender"]: r for r in data["rows"]}
+
+
+def test_planted_disturbance_is_flagged_replaced_and_moves_neither_verdict_nor_ratio(tmp_path):
+    scale = {"pytorch": 50_000.0, "jax": 45_000.0}
+    quiet = stand_in(tmp_path, {}, scale)
+    out = drive(tmp_path / "quiet", quiet, "--rounds", "10", "--no-twin")
+    assert out.returncode == 0, out.stderr
+    _, calm = rows_of(tmp_path / "quiet")
+    busy = stand_in(tmp_path, {"jax": [3, 8]}, scale)
+    out = drive(tmp_path / "busy", busy, "--rounds", "10", "--no-twin")
+    assert out.returncode == 0, out.stderr
+    assert "2 disturbed round(s) so far: 2 replacement round(s)" in out.stdout
+    assert "round 12/10 (extra)" in out.stdout and "round 13/10" not in out.stdout
+    data, hit = rows_of(tmp_path / "busy")
+    assert hit["jax"]["disturbed_rounds"] == 2 and hit["jax"]["rounds"] == 12
+    assert list(data["disturbed_rounds"].values()) == [{"disturbed": 2, "rounds": 12}]
+    assert hit["jax"]["verdict"] == hit["jax"]["verdict_quiet"] == calm["jax"]["verdict"] == "slower"
+    assert abs(hit["jax"]["ratio_to_fastest"] / calm["jax"]["ratio_to_fastest"] - 1) < 0.01
+    robust = np.subtract(*hit["jax"]["ratio_ci"][::-1])
+    assert robust < 2 * np.subtract(*calm["jax"]["ratio_ci"][::-1])
+    records = [json.loads(line) for line in (tmp_path / "busy" / "runs" / "jax.jsonl").read_text().splitlines()]
+    pace = [json.loads(line) for line in (tmp_path / "busy" / "runs" / "pytorch.jsonl").read_text().splitlines()]
+    jax_rates = [e["tok_s"] for e in records[0]["epochs"][1:]]
+    torch_rates = [e["tok_s"] for e in pace[0]["epochs"][1:]]
+    old = old_paired_ratio(jax_rates, torch_rates)
+    assert old[2] - old[1] > 3 * robust  # the old t interval widens; the robust one does not
+
+
+def test_the_twin_runs_as_its_own_process_and_is_never_ranked(tmp_path):
+    python = stand_in(tmp_path, {}, {"pytorch": 50_000.0, "jax": 45_000.0})
+    out = drive(tmp_path, python, "--rounds", "8", "--twin", "pytorch", "--no-retry-disturbed")
+    assert out.returncode == 0, out.stderr
+    assert "pytorch~twin" in out.stdout
+    data, rows = rows_of(tmp_path)
+    assert rows["pytorch~twin"]["verdict"] == "twin (A/A)" and rows["pytorch"]["verdict"] == "fastest"
+    assert data["calibration"][0]["verdict"] == "tie" and data["calibration"][0]["contains_1"]
+    assert "A/A twin (pytorch run again as a second process)" in (tmp_path / "out" / "REPORT.md").read_text()
+
+
+def test_precision_adds_rounds_until_reached(tmp_path):
+    python = stand_in(tmp_path, {}, {"pytorch": 50_000.0, "jax": 45_000.0}, spread=0.03)
+    out = drive(tmp_path, python, "--rounds", "6", "--no-twin", "--precision", "0.02", "--budget", "5")
+    assert out.returncode == 0, out.stderr
+    assert "after 6 rounds (target ±2%): 5 more rounds" in out.stdout
+    assert ": done" in out.stdout
+    data, rows = rows_of(tmp_path)
+    assert rows["jax"]["rounds"] > 6
+    assert data["precision"]["target"] == 0.02 and data["precision"]["reached"] <= 0.02
+
+
+def test_precision_stops_at_the_budget(tmp_path):
+    python = stand_in(tmp_path, {}, {"pytorch": 50_000.0, "jax": 45_000.0}, spread=0.2)
+    out = drive(tmp_path, python, "--rounds", "6", "--no-twin", "--precision", "0.001", "--budget", "0.0000001")
+    assert out.returncode == 0, out.stderr
+    assert "budget spent, stopping" in out.stdout
+    data, rows = rows_of(tmp_path)
+    assert rows["jax"]["rounds"] == 6 and data["precision"]["reached"] > 0.001
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "0"], "--precision 0 must be a fraction in (0, 1)"),
+    (["--precision", "1.5"], "--precision 1.5 must be a fraction in (0, 1)"),
+    (["--budget", "-1"], "--budget -1 must be a positive number of minutes"),
+    (["--twin", "nobody"], "--twin 'nobody' names no contender of this campaign"),
+    (["--noise", "1"], "--noise 1 must be in [0, 1)"),
+    (["--noise", "-0.1"], "--noise -0.1 must be in [0, 1)"),
+])
+def test_bad_verdict_settings_get_one_line(tmp_path, args, message):
+    out = drive(tmp_path, sys.executable, *args)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and message in out.stderr and out.stderr.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_burner_keeps_its_duty_and_stops_with_its_parent():
+    import os
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(camp.REPO)!r}); "
+                             "from benchmarks.noise import burner; import time\n"
+                             "with burner(0.5) as b:\n    print(b.pid, flush=True); time.sleep(4)"],
+                            stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    child = psutil.Process(pid)
+    start = sum(child.cpu_times()[:2])
+    time.sleep(3)
+    share = (sum(child.cpu_times()[:2]) - start) / 3
+    proc.wait(timeout=10)
+    assert 0.15 < share < 0.85  # half a core on average, in random bursts
+    time.sleep(0.5)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert callable(burn) and os.getpid()

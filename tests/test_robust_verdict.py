@@ -1,0 +1,155 @@
+"""The robust verdict (issue 23): the median with the sign test's interval on planted
+data, beside the estimator it replaced (a geometric mean with a paired t interval, kept
+here only, to show the difference on the same rounds); disturbed rounds counted and
+set aside; the twin never ranked; the answer sentence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pandas")
+pytest.importorskip("scipy")
+pytest.importorskip("matplotlib")
+
+from scipy import stats  # noqa: E402
+
+from benchmarks.report import build_report  # noqa: E402
+from benchmarks.report.stats import paired_ratio, rate_ci, unpaired_ratio  # noqa: E402
+from common.load import FOREIGN_LIMIT  # noqa: E402
+from tests.fake_records import record, write  # noqa: E402
+
+ROUNDS = 12
+RNG = np.random.default_rng(23)
+DRIFT = RNG.uniform(0.85, 1.15, ROUNDS)  # the machine's drift, the same for every contender in a round
+
+
+def old_paired_ratio(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """The estimator before issue 23: geometric mean of the ratios, paired t interval."""
+    logs = np.log(np.asarray(a) / np.asarray(b))
+    ci = stats.ttest_1samp(logs, 0.0).confidence_interval(0.95)
+    return float(np.exp(logs.mean())), float(np.exp(ci.low)), float(np.exp(ci.high))
+
+
+def series(values) -> pd.Series:
+    return pd.Series(np.asarray(values, dtype=float), index=range(1, len(values) + 1))
+
+
+def rounds_of(scale: float, spread: float, seed: int) -> np.ndarray:
+    return scale * DRIFT * np.random.default_rng(seed).uniform(1 - spread, 1 + spread, ROUNDS)
+
+
+def test_a_planted_ten_percent_difference_is_found():
+    a, b = rounds_of(45_000, 0.01, 1), rounds_of(50_000, 0.01, 2)
+    ratio, lo, hi, n = paired_ratio(series(a), series(b))
+    assert n == ROUNDS and lo < 0.9 < hi < 0.97 and abs(ratio - 0.9) < 0.01
+
+
+def test_an_a_a_pair_contains_one():
+    ratio, lo, hi, _ = paired_ratio(series(rounds_of(50_000, 0.02, 3)), series(rounds_of(50_000, 0.02, 4)))
+    assert lo <= 1 <= hi and abs(ratio - 1) < 0.02
+
+
+def test_one_wild_round_moves_neither_estimate_nor_interval_much_but_widens_the_old_one():
+    a, b = rounds_of(45_000, 0.01, 5), rounds_of(50_000, 0.01, 6)
+    wild = a.copy()
+    wild[7] *= 0.3  # a round in which another program took the cores
+    clean, hit = paired_ratio(series(a), series(b)), paired_ratio(series(wild), series(b))
+    assert abs(hit[0] / clean[0] - 1) < 0.01  # the estimate hardly moves
+    assert hit[2] < 0.97  # the verdict (`slower`) holds
+    assert (hit[2] - hit[1]) < 2 * (clean[2] - clean[1])
+    old_clean, old_hit = old_paired_ratio(a, b), old_paired_ratio(wild, b)
+    assert (old_hit[2] - old_hit[1]) > 5 * (old_clean[2] - old_clean[1])  # the t interval blows up
+    assert old_hit[2] > 0.97  # and the old verdict flips to `tie`
+    assert abs(old_hit[0] / old_clean[0] - 1) > 0.05  # its estimate moves
+
+
+def test_the_issues_rounds_give_a_narrower_interval_than_the_t_interval():
+    ratios = [0.81, 0.99, 0.97, 0.98, 1.01, 1.00, 0.97, 0.70, 1.72, 0.59]  # issue 23's quick-lstm eager / book
+    ratio, lo, hi, _ = paired_ratio(series(ratios), series([1.0] * 10))
+    old = old_paired_ratio(ratios, [1.0] * 10)
+    assert ratio == pytest.approx(0.975, rel=1e-3) and (lo, hi) == (pytest.approx(0.70), pytest.approx(1.01))
+    assert hi - lo < old[2] - old[1]
+
+
+def test_too_few_rounds_give_no_interval():
+    assert all(math.isnan(v) for v in rate_ci([1.0, 1.1, 0.9, 1.0, 1.05])[1:])
+    assert not any(math.isnan(v) for v in rate_ci([1.0, 1.1, 0.9, 1.0, 1.05, 1.02]))
+
+
+def test_compare_finds_a_change_between_independent_campaigns():
+    rng = np.random.default_rng(8)
+    base, new = 50_000 * rng.uniform(0.98, 1.02, 10), 40_000 * rng.uniform(0.98, 1.02, 10)
+    ratio, lo, hi = unpaired_ratio(new, base)
+    assert lo < 0.8 < hi and hi < 0.85
+    ratio, lo, hi = unpaired_ratio(base * rng.uniform(0.98, 1.02, 10), base)
+    assert lo <= 1 <= hi
+
+
+def loaded(rec: dict, disturbed: set[int], foreign: float = 0.3) -> dict:
+    """The record with a load entry per round, `disturbed` ones over the limit."""
+    rounds = range(1, rec["campaign"]["rounds"] + 1)
+    rec["campaign"]["load"] = [{"round": r, "foreign": foreign if r in disturbed else FOREIGN_LIMIT / 5,
+                                "steal": 0.0, "efficiency": 0.98} for r in rounds]
+    return rec
+
+
+def summary(tmp_path, *records) -> dict:
+    build_report(write(tmp_path / "runs", *records), tmp_path / "out")
+    return json.loads((tmp_path / "out" / "summary.json").read_text())
+
+
+def test_disturbed_rounds_are_counted_and_the_verdict_holds_without_them(tmp_path):
+    fast, slow = rounds_of(50_000, 0.01, 9), rounds_of(42_000, 0.01, 10)
+    slow[[2, 6]] *= 0.4  # two rounds in which a browser took a core
+    data = summary(tmp_path, loaded(record("pytorch", "c1", fast), set()),
+                   loaded(record("mxnet", "c1", slow), {3, 7}))
+    rows = {r["backend"]: r for r in data["rows"]}
+    assert rows["mxnet"]["disturbed_rounds"] == 2 and rows["pytorch"]["disturbed_rounds"] == 0
+    assert data["disturbed_rounds"]["quick-lstm"] == {"disturbed": 2, "rounds": ROUNDS}
+    assert rows["mxnet"]["verdict"] == rows["mxnet"]["verdict_quiet"] == "slower"
+    assert rows["mxnet"]["ratio_to_fastest"] == pytest.approx(rows["mxnet"]["ratio_quiet"], rel=0.02)
+    assert 0.8 < rows["mxnet"]["ratio_quiet_ci"][0] < 0.84 < rows["mxnet"]["ratio_quiet_ci"][1] < 0.87
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "2 of 12 rounds disturbed" in text and "without disturbed rounds" in text
+
+
+def test_the_twin_is_never_ranked_and_calibrates(tmp_path):
+    base = rounds_of(50_000, 0.01, 11)
+    twin = record("pytorch", "c1", base * 1.10, mode="eager")  # even when its rounds are the quickest
+    twin["run_id"] += "-twin"
+    twin["campaign"].update(contender="pytorch~twin", twin_of="pytorch")
+    data = summary(tmp_path, record("pytorch", "c1", base), twin, record("jax", "c1", rounds_of(30_000, 0.01, 12)))
+    rows = {r["contender"]: r for r in data["rows"]}
+    assert rows["pytorch~twin"]["verdict"] == "twin (A/A)" and rows["pytorch~twin"]["twin"]
+    assert rows["pytorch"]["verdict"] == "fastest"
+    cal = data["calibration"][0]
+    assert cal["contender"] == "pytorch" and cal["verdict"] == "faster" and not cal["contains_1"]
+    assert "not to be trusted" in (tmp_path / "out" / "REPORT.md").read_text()
+
+
+def test_the_answer_sentence_comes_first(tmp_path):
+    base = rounds_of(50_000, 0.01, 13)
+    twin = record("pytorch", "c1", base * np.random.default_rng(14).uniform(0.99, 1.01, ROUNDS))
+    twin["run_id"] += "-twin"
+    twin["campaign"].update(contender="pytorch~twin", twin_of="pytorch")
+    data = summary(tmp_path, record("pytorch", "c1", base), twin, record("jax", "c1", base * 0.56))
+    assert data["calibration"][0]["verdict"] == "tie" and data["calibration"][0]["contains_1"]
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    headline = text[text.index("## Headline"):]
+    sentence = "On this machine, PyTorch `eager` is fastest on quick-lstm; JAX `wavefront` 0.56× ["
+    assert sentence in headline and headline.index(sentence) < headline.index("| backend (mode)")
+    assert "A/A twin (pytorch run again as a second process): 1.00× [" in headline
+
+
+def test_a_row_that_fails_parity_is_not_equivalent_and_never_ranked(tmp_path):
+    broken = record("jax", "c1", rounds_of(80_000, 0.01, 15))
+    broken["parity"] = {"ok": False, "worst_tensor": "rnn.l0.fwd.w_ih", "worst_error": 0.2}
+    data = summary(tmp_path, record("pytorch", "c1", rounds_of(50_000, 0.01, 16)), broken)
+    rows = {r["backend"]: r for r in data["rows"]}
+    assert rows["jax"]["verdict"] == "not equivalent" and rows["pytorch"]["verdict"] == "fastest"
+    assert rows["jax"]["parity"]["ok"] is False
