@@ -9,10 +9,9 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
-pytest.importorskip("pandas")
+pd = pytest.importorskip("pandas")
 pytest.importorskip("scipy")
 pytest.importorskip("matplotlib")
 
