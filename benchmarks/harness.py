@@ -398,8 +398,9 @@ def campaign_of(req: RunRequest, state: RunState) -> dict[str, Any]:
     extra = max((e["round"] for e in state.extra_epochs), default=0)
     out = {"id": req.campaign or new_campaign_id(), "rounds": max([*rounds, extra]), "gated": req.gated,
            "contender": req.contender or req.backend,
-           "load": [{"round": r, **v} for r, v in sorted(state.loads.items()) if v],
            **({"settings": req.settings} if req.settings else {})}
+    load = [{"round": r, **v} for r, v in sorted(state.loads.items()) if v]
+    out = {**out, "load": load} if load else out
     return {**out, "twin_of": req.twin_of} if req.twin_of else out
 
 
