@@ -261,7 +261,7 @@ def test_plots_written_and_linked(report):
     path = report[0]
     pngs = sorted((path.parent / "plots").glob("*.png"))
     groups = _csv(report, "throughput")["group"].nunique()
-    assert len(pngs) == 2 * groups
+    assert len(pngs) == 3 * groups  # perplexity, tok/s and the verdict (forest) plot
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
     text = path.read_text()
     for png in pngs:
