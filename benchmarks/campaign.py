@@ -181,10 +181,11 @@ def say(text: str) -> None:
 
 
 def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse.Namespace, campaign: str,
-              peaked: set[str], scratch: Path, budget_s: float) -> tuple[list[Child], float]:
+              peaked: set[str], scratch: Path, deadline: float) -> tuple[list[Child], float]:
     """Warm every contender up in turn, then alternate them round by round: the planned
     rounds, a replacement for each disturbed one (up to --retry-cap), and more while
-    the intervals are wider than --precision and `budget_s` lasts. Returns the
+    the intervals are wider than --precision and time is left before `deadline` (a
+    time.perf_counter() value; start-up and warm-up count against it). Returns the
     children and the seconds the rounds took."""
     name = " ".join(args) or "(preset default)"
     children = []
@@ -197,7 +198,7 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
                 continue
             peaked.add(contender.framework)
             children.append(child)
-        plan = RoundPlan(max((c.rounds for c in children), default=0), opts, budget_s)
+        plan = RoundPlan(max((c.rounds for c in children), default=0), opts, deadline)
         r = 0
         while r < plan.target:
             r += 1
@@ -233,9 +234,9 @@ class RoundPlan:
     widest ratio interval's half-width is above the target and the budget allows. The
     rule looks only at the intervals' widths, never at where they lie."""
 
-    def __init__(self, planned: int, opts: argparse.Namespace, budget_s: float):
+    def __init__(self, planned: int, opts: argparse.Namespace, deadline: float):
         self.planned = self.target = planned
-        self.opts, self.budget_s = opts, budget_s
+        self.opts, self.deadline = opts, deadline
         self.reached: float | None = None
 
     def extend(self, children: list[Child], r: int, seconds: float) -> None:
@@ -254,7 +255,7 @@ class RoundPlan:
         per_round = seconds / max(1, r)
         if self.reached <= self.opts.precision:
             say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): done")
-        elif seconds + PRECISION_STEP * per_round > self.budget_s or r >= MAX_ROUNDS_FACTOR * self.planned:
+        elif time.perf_counter() + PRECISION_STEP * per_round > self.deadline or r >= MAX_ROUNDS_FACTOR * self.planned:
             say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
                 f"budget spent, stopping")
         else:
@@ -366,8 +367,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                          help="add rounds until every ratio interval's half-width is at most P (default 0.03 in "
                               "the default suite, else off)")
     verdict.add_argument("--budget", type=float, default=None, metavar="MINUTES",
-                         help=f"training time the rounds of all presets may take with --precision (default "
-                              f"{DEFAULT_BUDGET_MIN:g})")
+                         help=f"minutes the whole campaign may take with --precision, start-up and warm-up "
+                              f"included; the planned rounds always run (default {DEFAULT_BUDGET_MIN:g})")
     verdict.add_argument("--no-retry-disturbed", dest="retry_disturbed", action="store_false",
                          help="do not add a replacement round for each disturbed one")
     verdict.add_argument("--retry-cap", type=int, default=None, metavar="N",
@@ -454,15 +455,16 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
         print(f"warning: {busy}", file=sys.stderr, flush=True)
     say(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
         f"records in {opts.results}")
-    children, peaked, spent = [], set(), 0.0
+    children, peaked, began = [], set(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rnnbench-") as scratch, noise.burner(opts.noise):
         if opts.noise:
             say(f"noise: one core kept busy {opts.noise:.0%} of the time, in random bursts")
         try:
             for k, (args, who) in enumerate(todo):
-                share = (opts.budget_s - spent) / (len(todo) - k)  # unused budget carries over
-                done, seconds = run_entry(args, who, opts, cid, peaked, Path(scratch), share)
-                children, spent = children + done, spent + seconds
+                now = time.perf_counter()  # each preset gets an even share of the budget left
+                deadline = now + (began + opts.budget_s - now) / (len(todo) - k)
+                done, _ = run_entry(args, who, opts, cid, peaked, Path(scratch), deadline)
+                children += done
                 for line in report_status(done, opts.results):
                     say(line)
         except KeyboardInterrupt:

@@ -73,7 +73,10 @@ SUITES: dict[str, list[dict]] = {
 
 # Rounds per preset when --rounds is not given: enough paired rounds for a confidence
 # interval, each round still several epochs long (a book preset's 500 epochs: 50 each).
-SUITE_ROUNDS = {"default": 10, "book": 10, "paper": 6, "smoke": 2, "scaling": 2}
+# The default suite's quick presets run one epoch per round: the machine's slow drift
+# (tens of seconds) then changes little within a round, where the pairing cancels it,
+# and more, shorter rounds narrow the intervals faster (docs/design.md).
+SUITE_ROUNDS = {"default": 40, "book": 10, "paper": 6, "smoke": 2, "scaling": 2}
 # The tracks (backends.base.TRACKS) a suite runs every backend in, as contenders of one
 # campaign (`run --mode TRACK` builds that track's mode); a suite not named here runs
 # each backend's default mode. `book` only where the book has a loop (BOOK_BACKENDS).
