@@ -17,12 +17,16 @@ Every record carries the campaign id; `report` and `compare` never pool campaign
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +38,7 @@ from benchmarks import rounds as pipe
 from benchmarks.suites import PlanError, default_rounds, has_track, plan, suite_of, suite_tracks
 from common.errors import RnnbenchError, SpecError
 from common.load import is_disturbed
-from common.records import iter_records, new_campaign_id, new_run_id
+from common.records import check_name, iter_records, new_campaign_id, new_run_id
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,7 +76,10 @@ TWIN_SUFFIX = "~twin"
 
 @dataclass
 class Child:
-    """A gated `run` process and what it last said."""
+    """A gated `run` process and what it last said. A reader thread turns its stdout
+    into protocol messages on a queue, so the driver can wait for one with a timeout:
+    a child that stops making progress (frozen, SIGSTOPped) is ended, never waited on
+    for ever."""
 
     contender: Contender
     proc: subprocess.Popen
@@ -83,25 +90,50 @@ class Child:
     loads: list[dict] = field(default_factory=list)  # per round: the shares the child measured (common.load)
     extendable: bool = False  # it offers timing-only rounds after the planned ones
     finished: bool = False
+    heard: bool = False  # it has said something
+    heartbeat: bool = False  # it says `alive` while it works (rounds.start_heartbeat): a silence is a hang
+    hung: bool = False  # ended by the driver for making no progress
+    messages: queue.Queue = field(default_factory=queue.Queue)
 
-    def wait_message(self) -> str:
-        """Read until a protocol line; after `done` (or when the process ends instead),
-        wait for it to exit, so its last writes never overlap another's round."""
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
         for line in self.proc.stdout:
             message = pipe.parse(line)
+            if message is not None:
+                self.messages.put(message)
+        self.messages.put(None)  # EOF: the process is ending
+
+    def wait_message(self, timeout: float = math.inf) -> str:
+        """The next protocol message's name; "exit" when the process ended (after `done`,
+        or instead of answering), once it has exited, so its last writes never overlap
+        another's round; "hung" when it fell silent for `timeout` seconds (it is then
+        stopped). A child that never says `alive` (a checkout older than the heartbeat)
+        is only timed while it starts (at least STARTUP_S), never during a round."""
+        while True:
+            limit = timeout if self.heartbeat else (max(timeout, STARTUP_S) if not self.heard else math.inf)
+            try:
+                message = self.messages.get(timeout=None if math.isinf(limit) else limit)
+            except queue.Empty:
+                self.hung = True
+                self.stop(f"the campaign driver after {limit:g} s without a word")
+                return "hung"
+            self.heard = True
             if message is None:
-                continue
+                break
             what, fields = message
+            if what == "alive":
+                self.heartbeat = True
+                continue
             self.rounds = int(fields.get("rounds", self.rounds))
             self.extendable = self.extendable or fields.get("extendable") == "1"
             if "tok_s" in fields:
                 self.rates.append(float(fields["tok_s"]))
                 self.loads.append({k: float(fields[k]) for k in ("foreign", "steal", "efficiency") if k in fields})
-            if what != "done":
-                return what
-            break
-        for _ in self.proc.stdout:
-            pass
+            if what == "done":
+                continue  # then the EOF, once its record is written
+            return what
         self.proc.wait()
         self.finished = True
         return "exit"
@@ -117,21 +149,33 @@ class Child:
             return False
         return True
 
-    def stop(self) -> None:
-        """Close the pipe (the child records itself as interrupted) and wait a while."""
+    def stop(self, reason: str = "the end of the campaign") -> None:
+        """Tell the child why it stops and close its pipe (it records itself as
+        interrupted); SIGCONT in case it was stopped, SIGKILL after STOP_GRACE_S."""
         try:
-            try:
+            with contextlib.suppress(OSError, ValueError):
+                self.proc.stdin.write(f"{pipe.PREFIX} stop reason={reason.replace(' ', '_')}\n")
+                self.proc.stdin.flush()
+            with contextlib.suppress(OSError, ValueError):
                 self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            self.proc.wait(timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
+            with contextlib.suppress(OSError):
+                self.proc.send_signal(signal.SIGCONT)
+            self.proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
         self.finished = True
 
     def last_error(self) -> str:
         lines = [x for x in self.stderr.read_text(errors="replace").splitlines() if x.strip()]
-        return lines[-1] if lines else f"exit code {self.proc.returncode}"
+        if lines:
+            return lines[-1]
+        return (f"{self.contender.python} exited with code {self.proc.returncode} and said nothing: is it a "
+                f"Python with rnnbench's {self.contender.backend} packages (`--python {self.contender.backend}=PATH`)?")
+
+
+STOP_GRACE_S = 30.0  # for a stopped child to write its record before it is killed
+STARTUP_S = 600.0  # the least time a child gets to say its first word (imports, data, compilation)
 
 
 def rotation(items: list, round_number: int) -> list:
@@ -181,20 +225,22 @@ def say(text: str) -> None:
 
 
 def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse.Namespace, campaign: str,
-              peaked: set[str], scratch: Path, deadline: float) -> tuple[list[Child], float]:
+              peaked: set[str], scratch: Path, deadline: float) -> tuple[list[Child], list[str]]:
     """Warm every contender up in turn, then alternate them round by round: the planned
     rounds, a replacement for each disturbed one (up to --retry-cap), and more while
     the intervals are wider than --precision and time is left before `deadline` (a
     time.perf_counter() value; start-up and warm-up count against it). Returns the
-    children and the seconds the rounds took."""
+    children that started and the labels of those that did not."""
     name = " ".join(args) or "(preset default)"
-    children = []
+    children, failed = [], []
     seconds = 0.0
     try:
         for contender in contenders:
             child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch)
-            if child.wait_message() == "exit":
-                say(f"  {contender.label}: did not start: {child.last_error()}")
+            started = child.wait_message(opts.contender_timeout)
+            if started in ("exit", "hung"):
+                say(f"  {contender.label}: did not start: {_why_not(child, opts)}")
+                failed.append(contender.label)
                 continue
             peaked.add(contender.framework)
             children.append(child)
@@ -204,8 +250,8 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
             r += 1
             tic = time.perf_counter()
             for child in rotation([c for c in children if not c.finished], r):
-                if child.go():
-                    child.wait_message()
+                if child.go() and child.wait_message(opts.contender_timeout) == "hung":
+                    say(f"  {child.contender.label}: {_why_not(child, opts)}; the campaign goes on without it")
             seconds += time.perf_counter() - tic
             say(f"  [{name}] {round_line(children, r, plan.planned)}")
             if r == plan.target:
@@ -213,8 +259,15 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
     finally:
         for child in children:
             if not child.finished:
-                child.stop()
-    return children, seconds
+                child.stop(STOP_REASON[0])
+    return children, failed
+
+
+def _why_not(child: Child, opts: argparse.Namespace) -> str:
+    if child.hung:
+        return (f"fell silent for {opts.contender_timeout:g} s (a hang; --contender-timeout "
+                f"{opts.contender_timeout:g}): stopped")
+    return child.last_error()
 
 
 def round_line(children: list[Child], r: int, planned: int) -> str:
@@ -227,12 +280,14 @@ def round_line(children: list[Child], r: int, planned: int) -> str:
 
 
 class RoundPlan:
-    """How many rounds a preset gets. The planned ones first; then one replacement per
-    disturbed round (a round is disturbed when any contender's slice was), up to
-    --retry-cap; then, with --precision, checks at a fixed schedule (after the planned
-    and replacement rounds, then every PRECISION_STEP rounds): five more rounds while the
-    widest ratio interval's half-width is above the target and the budget allows. The
-    rule looks only at the intervals' widths, never at where they lie."""
+    """How many rounds a preset gets. The planned ones first; then as many replacement
+    rounds as the most-disturbed contender had disturbed slices, up to --retry-cap and
+    while the budget lasts (the report leaves disturbed slices out, so each contender
+    gets back the pairs it lost); then, with --precision, checks at a fixed schedule
+    (after the planned and replacement rounds, then every PRECISION_STEP rounds): five
+    more rounds while the widest ratio interval's half-width is above the target and
+    the budget allows. The rule looks only at the intervals' widths, never at where
+    they lie."""
 
     def __init__(self, planned: int, opts: argparse.Namespace, deadline: float):
         self.planned = self.target = planned
@@ -243,16 +298,17 @@ class RoundPlan:
         live = [c for c in children if not c.finished]
         if not live or not all(c.extendable for c in live):
             return
-        disturbed = sum(any(is_disturbed(c.loads[k]) for c in children if len(c.loads) > k) for k in range(r))
+        per_round = seconds / max(1, r)
+        late = time.perf_counter() + per_round > self.deadline
+        disturbed = max((sum(is_disturbed(x) for x in c.loads[:r]) for c in children), default=0)
         owed = self.planned + min(disturbed, self.opts.retry_cap if self.opts.retry_disturbed else 0)
-        if r < owed:
-            say(f"  {disturbed} disturbed round(s) so far: {owed - r} replacement round(s)")
+        if r < owed and not late:
+            say(f"  up to {disturbed} disturbed round(s) per contender so far: {owed - r} replacement round(s)")
             self.target = owed
             return
         if self.opts.precision is None:
             return
         self.reached = widest(children)
-        per_round = seconds / max(1, r)
         if self.reached <= self.opts.precision:
             say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): done")
         elif time.perf_counter() + PRECISION_STEP * per_round > self.deadline or r >= MAX_ROUNDS_FACTOR * self.planned:
@@ -273,7 +329,8 @@ def widest(children: list[Child]) -> float:
     from benchmarks.report.stats import precision
 
     twins = {c.contender.label: c.contender.original for c in children if c.contender.twin}
-    return precision({c.contender.label: c.rates for c in children}, twins)
+    disturbed = {c.contender.label: {k + 1 for k, x in enumerate(c.loads) if is_disturbed(x)} for c in children}
+    return precision({c.contender.label: c.rates for c in children}, twins, disturbed)
 
 
 def report_status(children: list[Child], results: Path) -> list[str]:
@@ -289,6 +346,12 @@ def report_status(children: list[Child], results: Path) -> list[str]:
     return lines
 
 
+def unrecorded(children: list[Child], results: Path) -> list[str]:
+    """The labels of children that left no record."""
+    records = load_records(results, {c.run_id for c in children})
+    return [c.contender.label for c in children if c.run_id not in records]
+
+
 def load_records(results: Path, run_ids: set[str]) -> dict[str, dict]:
     return {r["run_id"]: r for r in iter_records(results) if r.get("run_id") in run_ids} if results.exists() else {}
 
@@ -301,6 +364,10 @@ def contenders_from(opts: argparse.Namespace, rest: list[str] = ()) -> list[Cont
     unknown = sorted(set(pythons) - set(BACKENDS))
     if unknown:
         raise SpecError(f"--python names unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    for backend, python in pythons.items():
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            raise SpecError(f"--python {backend}={python}: no such executable; give that backend's venv Python, "
+                            f"e.g. .nox/bench-{backend}/bin/python (made by `nox -s bench`)")
     modes = [m.strip() for m in opts.modes.split(",")] if opts.modes is not None else [None]
     if opts.modes is None and opts.workers is None and suite_tracks(list(rest)):
         modes = list(suite_tracks(list(rest)))
@@ -357,6 +424,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--out", type=Path, default=Path("results"), help="where REPORT.md and summary.json go")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="records only (the report needs pandas, scipy and matplotlib)")
+    p.add_argument("--contender-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds of silence from the contender in turn before it is stopped as a hang and the "
+                        "campaign goes on; a working run says `alive` every few seconds, however long its "
+                        "epochs (default 120)")
     p.add_argument("--campaign", default=None, metavar="ID", help=argparse.SUPPRESS)
     verdict = p.add_argument_group("how sure the verdict is (docs/design.md, 'How the verdict is made')")
     verdict.add_argument("--twin", default=None, metavar="CONTENDER",
@@ -424,7 +495,11 @@ def with_twin(contenders: list[Contender], opts: argparse.Namespace, rest: list[
     return contenders + [twin]
 
 
+STOP_REASON = ["the end of the campaign"]  # what the children are told when they are stopped
+
+
 def _stop(signum, _frame) -> None:
+    STOP_REASON[0] = f"{signal.Signals(signum).name} to the campaign"
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -444,6 +519,9 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
     opts.rounds = default_rounds(rest) if opts.rounds is None else opts.rounds
     if opts.rounds < 1:
         raise SpecError(f"--rounds={opts.rounds} must be at least 1")
+    check_name("--campaign", opts.campaign)
+    if not opts.contender_timeout > 0:
+        raise SpecError(f"--contender-timeout {opts.contender_timeout:g} must be a positive number of seconds")
     check_verdict_options(opts, rest, contenders)
     contenders = with_twin(contenders, opts, rest)
     todo = entries(contenders, rest)
@@ -455,7 +533,7 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
         print(f"warning: {busy}", file=sys.stderr, flush=True)
     say(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
         f"records in {opts.results}")
-    children, peaked, began = [], set(), time.perf_counter()
+    children, lost, peaked, began = [], [], set(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rnnbench-") as scratch, noise.burner(opts.noise):
         if opts.noise:
             say(f"noise: one core kept busy {opts.noise:.0%} of the time, in random bursts")
@@ -463,8 +541,9 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
             for k, (args, who) in enumerate(todo):
                 now = time.perf_counter()  # each preset gets an even share of the budget left
                 deadline = now + (began + opts.budget_s - now) / (len(todo) - k)
-                done, _ = run_entry(args, who, opts, cid, peaked, Path(scratch), deadline)
+                done, failed = run_entry(args, who, opts, cid, peaked, Path(scratch), deadline)
                 children += done
+                lost += [f"{c} ({' '.join(args)})" for c in failed + unrecorded(done, opts.results)]
                 for line in report_status(done, opts.results):
                     say(line)
         except KeyboardInterrupt:
@@ -472,7 +551,12 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
             return 130
     if not children:
         raise RnnbenchError("no contender could start (see the reasons above)")
-    return finish(cid, opts)
+    code = finish(cid, opts)
+    if lost:
+        print(f"error: {len(lost)} contender run(s) left no record: {'; '.join(lost)} (the reasons are above)",
+              file=sys.stderr)
+        return 1
+    return code
 
 
 def machine_busy() -> str | None:

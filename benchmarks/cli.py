@@ -16,6 +16,7 @@ from pathlib import Path
 from backends import BACKENDS
 from benchmarks import workers
 from common.errors import RnnbenchError
+from common.files import describe_os_error
 from common.specs import RunSpec, load_preset, preset_names
 
 DEFAULT_PRESET = "quick-lstm"
@@ -127,6 +128,9 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # an ASCII-only terminal gets \u escapes, never a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["campaign"]:
         from benchmarks.campaign import main as campaign_main
@@ -138,20 +142,31 @@ def main(argv: list[str] | None = None) -> int:
     except RnnbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:  # a full disk, a folder without permission: what and where, not a traceback
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory: choose a smaller preset or --set num_hiddens/batch_size lower",
+              file=sys.stderr)
+        return 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.harness import RunRequest, run
     from benchmarks.progress import Progress
-    from benchmarks.rounds import epoch_rounds
+    from benchmarks.rounds import epoch_rounds, start_heartbeat
     from benchmarks.summary import describe_run
-    from common.records import new_campaign_id
+    from common.records import check_name, new_campaign_id
 
+    for flag in ("tag", "campaign", "contender", "twin_of", "run_id"):
+        check_name("--" + flag.replace("_", "-"), getattr(args, flag, None))
     spec, book = resolve_spec(args)
     epoch_rounds(spec.train.epochs, args.rounds)  # --rounds 0 is an error before anything runs
     if args.gate and spec.train.epochs < 2:
         raise RnnbenchError(f"a campaign run needs at least 2 epochs (a warm-up and a timed one); "
                             f"{args.preset} has {spec.train.epochs}: raise --epochs")
+    if args.gate:  # the campaign driver hears from this process while it works (not from its workers)
+        start_heartbeat()
     if workers.wanted(args):
         return workers.cmd_run(args, spec, book)
     count, indices = seed_plan(args, book)

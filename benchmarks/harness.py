@@ -36,10 +36,11 @@ from common.corpus import Corpus, load_corpus
 from common.environment import machine_environment, machine_fingerprint, peak_rss_mb
 from common.errors import ResultsUnwritable, RunInterrupted, SpecError
 from common.flops import train_flops_per_token
+from common.memory import check_fits
 from common.metrics import perplexity, reached_target, steady_state
 from common.params import init_params
 from common.records import SCHEMA, append_record, new_campaign_id, new_run_id, utc_now
-from common.specs import RunSpec
+from common.specs import RunSpec, preset_name
 
 SAMPLE_PREFIXES = {"time_machine": ("time traveller", "traveller"), "jaychou_lyrics": ("分开", "不分开"),
                    "ptb": ("the company", "in the")}
@@ -112,6 +113,7 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
             corpus = load_corpus(req.spec.data, req.data_dir)
             held_out = eval_splits(corpus, req.spec)
             train_batches(corpus, req.spec, 0)  # raises SpecError now for sizes that cannot fit
+            check_fits(req.spec, len(corpus.vocab))  # nor memory: before a framework allocates
             backend = load_backend(req.backend, req.threads)
             model = build_model(backend, req, len(corpus.vocab))
             machine_fingerprint()  # worked out now, so the record is quick to write at a stop
@@ -134,15 +136,20 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
             if gate is not None:
                 gate.finish(state.epochs + state.extra_epochs)
             stop.hold()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             stop.hold()
-            state.status, state.error = "interrupted", f"interrupted by {stop.reason or 'the user (Ctrl-C)'}"
+            state.status, state.error = "interrupted", f"interrupted by {stop.reason or _said(exc)}"
         except Exception as exc:  # recorded, then re-raised for the CLI to report
             stop.hold()
             state.status, state.error = "error", f"{type(exc).__name__}: {exc}"
             write_record(req, backend, model, state, started)
             raise
         return write_record(req, backend, model, state, started)
+
+
+def _said(stop: KeyboardInterrupt) -> str:
+    """Who stopped the run when no signal did: the campaign's reason, else the user."""
+    return str(stop) if stop.args and isinstance(stop.args[0], str) and stop.args[0] else "the user (Ctrl-C)"
 
 
 REARM_S = 0.2  # far longer than an interrupt takes to reach run()'s handler, shorter than nox's 0.3 s
@@ -422,7 +429,8 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
         "backend": backend.name, "mode": model.mode, "mode_default": model.mode == backend.default_mode,
         "track": backend.track_of(model.mode), "mode_description": backend.describe_mode(model.mode),
         "device": {"kind": dev.kind, "index": dev.index, "name": backend.device_name(req.device) or env["cpu_model"]},
-        "preset": req.preset, "tag": req.tag, "threads": env["framework"].get("threads"),
+        "preset": preset_name(req.preset) if req.preset else req.preset, "tag": req.tag,
+        "threads": env["framework"].get("threads"),
         "seed": req.spec.train.seed, "seeds": {"index": req.seeds[0], "count": req.seeds[1]},
         "perturbed_init": req.perturb_init,
         "spec": req.spec.to_dict(), "book": req.book,

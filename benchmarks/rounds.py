@@ -13,6 +13,7 @@ starting with PREFIX, so that anything else a framework prints is ignored.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -20,6 +21,8 @@ from common import load
 from common.errors import SpecError
 
 PREFIX = "@rnnbench"
+HEARTBEAT_S = 5.0  # a gated run says `alive` this often, so the driver can tell slow from frozen
+_WRITE = threading.Lock()  # protocol lines from the main thread and the heartbeat never interleave
 
 
 def epoch_rounds(epochs: int, rounds: int) -> list[int]:
@@ -53,6 +56,7 @@ class Gate:
         self.rounds_of_epoch, self.out, self.inp = rounds_of_epoch, out, inp
         self.threads, self.extendable = threads, extendable
         self.loads: dict[int, dict] = {}
+        self.stopped_by = "the campaign driver going away (its pipe closed)"
         self.current = 0  # the round being trained (0: the warm-up)
         self._start: load.Snapshot | None = None
 
@@ -72,7 +76,7 @@ class Gate:
             self.end_round()
             self._say_round("paused", rows, this - 1)
         if not self._wait_go():
-            raise KeyboardInterrupt("the campaign driver went away")
+            raise KeyboardInterrupt(self.stopped_by)
         self._begin(this)
 
     def end_round(self) -> None:
@@ -116,13 +120,37 @@ class Gate:
         say(self.out, what, round=number, tok_s=f"{self.rate(rows, number):.1f}", **shares)
 
     def _wait_go(self) -> bool:
-        line = self.inp.readline()
-        return line.strip().startswith(f"{PREFIX} go")
+        """True on `go`; False on `stop` (its reason kept in `stopped_by`) or end of input."""
+        message = parse(self.inp.readline())
+        if message and message[0] == "stop" and message[1].get("reason"):
+            self.stopped_by = message[1]["reason"].replace("_", " ")
+        return message is not None and message[0] == "go"
 
 
 def say(out: TextIO, what: str, **fields) -> None:
-    out.write(" ".join([PREFIX, what] + [f"{k}={v}" for k, v in fields.items()]) + "\n")
-    out.flush()
+    """One protocol line; a driver that is gone (a closed pipe) stops the run like
+    Ctrl-C, so it is recorded as `interrupted`, saying why."""
+    try:
+        with _WRITE:
+            out.write(" ".join([PREFIX, what] + [f"{k}={v}" for k, v in fields.items()]) + "\n")
+            out.flush()
+    except (BrokenPipeError, ValueError) as exc:  # ValueError: the stream was closed
+        raise KeyboardInterrupt("the campaign driver going away (its pipe closed)") from exc
+
+
+def start_heartbeat(out: TextIO = sys.stdout, every: float = HEARTBEAT_S) -> None:
+    """Say `alive` every `every` seconds from a daemon thread for as long as the process
+    runs: a run that is slow (a long epoch, a long compile) keeps talking, while a
+    frozen or stopped one falls silent and the driver's --contender-timeout ends it."""
+    def beat() -> None:
+        while True:
+            try:
+                say(out, "alive")
+            except KeyboardInterrupt:  # the driver is gone: the main thread finds out itself
+                return
+            time.sleep(every)
+
+    threading.Thread(target=beat, daemon=True, name="rnnbench-heartbeat").start()
 
 
 def parse(line: str) -> tuple[str, dict[str, str]] | None:

@@ -116,8 +116,9 @@ def plan(backend: str, posargs: list[str]) -> list[list[str]]:
     """The `run` argument lists this backend executes for the given nox posargs.
 
     `--suite NAME [extra run args]` expands a suite; `--backend X ...` is one run for
-    backend X only (others get an empty plan); anything else is passed to every
-    backend's run. Extra args (e.g. `--threads 2`, `--device gpu:0`) apply to all runs.
+    backend X only (others get an empty plan); arguments naming a `--preset` are one run
+    in every backend. Other extra args (e.g. `--threads 2`, `--device gpu:0`) apply to
+    every run of the suite (the default suite when none is named), as suite_of says.
     """
     args = list(posargs)
     if "--backend" in args:
@@ -136,7 +137,7 @@ def plan(backend: str, posargs: list[str]) -> list[list[str]]:
         suite, args = args[i + 1], args[:i] + args[i + 2:]
         if suite not in SUITES:
             raise PlanError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
-    elif args:
+    elif suite_of(args) is None:
         return per_seed(args)
     return [run for entry in SUITES[suite] if backend in entry.get("backends", [backend])
             for run in per_seed(entry["args"] + args)]

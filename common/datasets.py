@@ -129,6 +129,8 @@ def fetch(
     entry = _entry(name)
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folders = ([Path(data_dir)] if data_dir else []) + [cache]
+    if data_dir:
+        _check_folder(Path(data_dir), entry)
     for folder in folders:
         candidate = folder / entry.filename
         if candidate.is_file():
@@ -151,6 +153,19 @@ def fetch(
         return _verified(dest, entry)
     except DataError as exc:
         raise DataError(f"downloaded from {url}, but {exc}") from None
+
+
+def _check_folder(folder: Path, entry: Dataset) -> None:
+    """DataError, saying what is wrong, when the data folder is not a folder or holds
+    something other than a file under the data set's name (nothing is downloaded)."""
+    where = f"{ENV_DATA} or --data-dir"
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{where} names {folder}, which is a file, not a folder: give the folder that holds "
+                        f"{entry.filename}")
+    candidate = folder / entry.filename
+    if candidate.exists() and not candidate.is_file():
+        kind = "a folder" if candidate.is_dir() else "not a regular file (a FIFO or a device)"
+        raise DataError(f"{candidate} is {kind}: put the data set's file there ({entry.filename}, sha1 {entry.sha1})")
 
 
 def read_zip_member(path: Path, member: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import tomllib
 from dataclasses import dataclass, fields
@@ -292,6 +293,17 @@ def preset_names(preset_dir: Path | None = None) -> list[str]:
 _WARNED: set[Path] = set()
 
 
+def is_preset_path(name: str) -> bool:
+    """Whether --preset names a file (holds a path separator or ends in .toml) rather
+    than a preset of benchmarks/presets; a name never reaches outside that folder."""
+    return "/" in name or os.sep in name or name.endswith(".toml")
+
+
+def preset_name(name: str) -> str:
+    """What a record calls the preset: a file's own name without .toml, else the name."""
+    return Path(name).stem if is_preset_path(name) else name
+
+
 def load_preset(name: str, preset_dir: Path | None = None) -> tuple[RunSpec, dict[str, Any]]:
     """A preset's RunSpec and its `[book]` metadata (what the source reported).
 
@@ -299,7 +311,13 @@ def load_preset(name: str, preset_dir: Path | None = None) -> tuple[RunSpec, dic
     of the wrong type) is one SpecError line that names the file.
     """
     preset_dir = preset_dir or PRESET_DIR
-    path = preset_dir / f"{name}.toml"
+    if is_preset_path(name):
+        path = Path(name)
+        if not path.is_file():
+            raise SpecError(f"preset file {name} not found: a preset is a name from `list` or the path of an "
+                            "existing .toml file")
+    else:
+        path = preset_dir / f"{name}.toml"
     if not path.is_file():
         available = sorted(p.stem for p in preset_dir.glob("*.toml"))
         raise SpecError(f"unknown preset {name!r}; available: {', '.join(available)}")

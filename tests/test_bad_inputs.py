@@ -100,6 +100,19 @@ CASES = [
      2, "error: cannot create results folder", None),
     ("results-file-is-a-folder", lambda t, d: run_args("--results", str(t / "runs"), "--data-dir", str(d)),
      2, "is a folder: move it away", None),
+    ("tag-with-markup", lambda t, d: run_args("--tag", "<img src=x onerror=alert(1)>\n# h"), 2,
+     "error: --tag '<img src=x onerror=alert(1)>\\n# h': use 1-120 letters", None),
+    ("campaign-with-backticks", lambda t, d: run_args("--campaign", "`rm -rf`"), 2, "error: --campaign '`rm -rf`'",
+     None),
+    ("preset-outside-the-folder", lambda t, d: ["run", "--backend", "pytorch", "--preset", "../../x/evil"], 2,
+     "error: preset file ../../x/evil not found: a preset is a name from `list` or the path of an existing", None),
+    ("data-dir-is-a-file", lambda t, d: run_args("--data-dir", str(t / "file"), "--results", str(t / "out")), 2,
+     "which is a file, not a folder: give the folder that holds timemachine.txt", "not found"),
+    ("data-file-is-a-folder", lambda t, d: run_args("--data-dir", str(t), "--results", str(t / "out")), 2,
+     "timemachine.txt is a folder: put the data set's file there", "not found"),
+    ("hiddens-200000", lambda t, d: run_args("--set", "num_hiddens=200000", "--data-dir", str(d), "--results",
+                                             str(t / "out")),
+     2, "error: this spec needs at least", "Unable to allocate"),
     ("missing-data", lambda t, d: run_args("--data-dir", str(t / "no-data"), "--results", str(t / "out")),
      2, "error: timemachine.txt not found in", None),
 ]
@@ -110,6 +123,7 @@ def test_bad_input_is_one_clear_line(name, argv, code, first, never, tmp_path, d
     from benchmarks.harness import RunRequest, results_file
 
     (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "timemachine.txt").mkdir()  # the data set's name, but a folder
     results_file(RunRequest("pytorch", None, results_dir=tmp_path / "runs")).mkdir(parents=True)
     got, err, _ = cli(argv(tmp_path, data_dir), capsys)
     assert got == code, err

@@ -35,6 +35,14 @@ FAKE_RUN = textwrap.dedent("""\
             sys.exit(130)
         log.write("%s %d%s\\n" % (label, r, "" if "--no-peak" in args or r > 1 else " peak")); log.flush()
         word = "done" if r == rounds else "paused"
+        if word == "done":  # its record, as a real run writes it before it exits
+            sys.path.insert(0, {repo!r})
+            from tests.fake_records import record
+            from common.records import append_record
+            rec = record(args[args.index("--backend") + 1], args[args.index("--campaign") + 1],
+                         [1000.0 + k for k in range(1, rounds + 1)])
+            rec["run_id"] = args[args.index("--run-id") + 1]
+            append_record(args[args.index("--results") + 1] + "/fake.jsonl", rec)
         print("@rnnbench %s round=%d tok_s=%d" % (word, r, 1000 + r), flush=True)
 """)
 
@@ -55,7 +63,7 @@ def test_rotation_puts_each_contender_first_in_turn():
 def fake_python(tmp_path: Path, fail: str = "") -> tuple[str, Path]:
     log = tmp_path / "order.log"
     script = tmp_path / "fake-python"
-    script.write_text(FAKE_RUN.format(python=sys.executable, log=str(log), fail=fail))
+    script.write_text(FAKE_RUN.format(python=sys.executable, log=str(log), fail=fail, repo=str(camp.REPO)))
     script.chmod(0o755)
     return str(script), log
 
@@ -82,8 +90,9 @@ def test_a_contender_that_cannot_start_is_named_and_the_rest_run(tmp_path):
     python, log = fake_python(tmp_path, fail="mxnet")
     out = drive(tmp_path, f"--python=pytorch={python}", f"--python=mxnet={python}", "--rounds", "2",
                 "--preset", "smoke")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # the campaign ran, but not every contender left a record
     assert "mxnet: did not start: error: this contender cannot start" in out.stdout
+    assert "error: 1 contender run(s) left no record: mxnet (--preset smoke)" in out.stderr
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["pytorch", "pytorch"]
 
 
@@ -162,8 +171,9 @@ SLOW_RUN = textwrap.dedent("""\
     print("@rnnbench ready rounds=3", flush=True)
     sys.stdin.readline()  # the first `go`
     open({log!r}, "a").write("training\\n")
-    if sys.stdin.readline() == "":  # EOF: the driver is gone
-        open({log!r}, "a").write("pipe closed\\n")
+    told = sys.stdin.readline()  # the driver's `stop` and why, then EOF
+    if sys.stdin.readline() == "":
+        open({log!r}, "a").write(told.strip() + "\\npipe closed\\n")
         sys.exit(130)
 """)
 
@@ -187,7 +197,8 @@ def test_ctrl_c_stops_the_driver_and_closes_every_pipe(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted: the records written so far are kept" in out
-    assert log.read_text().split("\n")[:2] == ["training", "pipe closed"]
+    assert log.read_text().split("\n")[:3] == ["training", "@rnnbench stop reason=SIGINT_to_the_campaign",
+                                                "pipe closed"]
 
 
 def test_a_cpu_index_is_refused():

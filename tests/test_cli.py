@@ -143,7 +143,10 @@ def test_interrupt_writes_an_interrupted_record(backend_name, data_dir, tmp_path
            "--rounds", "2", "--gate"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    assert proc.stdout.readline().startswith("@rnnbench ready")  # the warm-up epoch is done: no fixed sleep
+    line = proc.stdout.readline()
+    while line.startswith("@rnnbench alive"):  # the heartbeat (rounds.start_heartbeat)
+        line = proc.stdout.readline()
+    assert line.startswith("@rnnbench ready")  # the warm-up epoch is done: no fixed sleep
     proc.stdin.write("@rnnbench go\n")
     proc.stdin.flush()
     time.sleep(0.5)  # mid-training (round 1 is ~50,000 epochs)

@@ -168,3 +168,14 @@ def test_write_forest_plots_names_and_clears_old_ones(tmp_path):
     assert not stale.exists() and other.exists()
     assert write_forest_plots(HEADLINE.iloc[:0], tmp_path) == {}
     assert not (tmp_path / "FG1-quick-gru-verdict.png").exists()
+
+
+def test_headings_paragraphs_and_lists_pass_one_choke_point():
+    """Whatever a record smuggles into a heading, a paragraph or a list item cannot open
+    a tag, and in a heading or an item cannot start a new block."""
+    text = to_markdown([("h", 2, "G1 <script>alert(1)</script>\n# injected"),
+                        ("p", "campaign <img src=x onerror=alert(1)>"),
+                        ("list", ["<b>bold</b>\n## also injected"])])
+    assert "<script" not in text and "<img" not in text and "<b>" not in text
+    assert not any(line.startswith(("# injected", "## also")) for line in text.splitlines())
+    assert "&lt;script>" in text

@@ -5,6 +5,7 @@ refused in one line. No framework is imported."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 import pytest
 
@@ -18,14 +19,14 @@ def _opts(**kw) -> argparse.Namespace:
 
 
 def test_worker_counts_are_contenders_in_the_data_parallel_mode():
-    found = contenders_from(_opts(python=["pytorch=/py", "jax=/py"], workers="1,2"))
+    found = contenders_from(_opts(python=[f"pytorch={sys.executable}", f"jax={sys.executable}"], workers="1,2"))
     assert [(c.backend, c.mode, c.workers) for c in found] == [
         ("pytorch", "nn", 1), ("pytorch", "nn", 2), ("jax", "scan", 1), ("jax", "scan", 2)]
     assert found[1].label == "pytorch/nn x2"
 
 
 def test_without_workers_nothing_changes():
-    found = contenders_from(_opts(python=["mxnet=/py"], modes="hybridized"))
+    found = contenders_from(_opts(python=[f"mxnet={sys.executable}"], modes="hybridized"))
     assert [(c.mode, c.workers, c.label) for c in found] == [("hybridized", None, "mxnet/hybridized")]
 
 

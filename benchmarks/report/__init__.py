@@ -41,6 +41,7 @@ from benchmarks.report.tables import (
     time_to_quality_table,
 )
 from benchmarks.report.workers import workers_blocks, workers_table
+from common.files import replacing, write_text
 
 DEFAULT_RESULTS = Path("results/runs")
 DEFAULT_OUT = Path("results")
@@ -252,7 +253,8 @@ def build_report(results_dir: Path, out_dir: Path, since: str | None = None, com
               "scaling": tables.scaling_table(tagged, pd.concat([runs, tagged], ignore_index=True)),
               "microbench": tables.microbench_table(benches), "workers": workers_table(runs)}
     for name, table in frames.items():
-        table.to_csv(out_dir / f"{name}.csv", index=False)
+        with replacing(out_dir / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False)
     plots = write_plots(runs, out_dir / "plots")
     scaling_plots = write_scaling_plots(frames["scaling"], _base_specs(frames["scaling"]),
                                                 out_dir / "plots" / "scaling")
@@ -264,9 +266,9 @@ def build_report(results_dir: Path, out_dir: Path, since: str | None = None, com
               + _micro_blocks(frames["microbench"], micro_dir) + _sample_blocks(samples_table(runs)))
     if skipped:
         blocks += [("h", 2, "Skipped input"), ("list", skipped)]
-    (out_dir / "REPORT.html").write_text(to_html(blocks, TITLE), encoding="utf-8")
+    write_text(out_dir / "REPORT.html", to_html(blocks, TITLE))
     path = out_dir / "REPORT.md"
-    path.write_text(to_markdown(blocks), encoding="utf-8")
+    write_text(path, to_markdown(blocks))
     return path
 
 

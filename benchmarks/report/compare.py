@@ -30,9 +30,13 @@ PEAK_FACTOR = 1.5  # campaign ceilings further apart than this are not the same 
 
 
 def _records(folder: Path) -> pd.DataFrame:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    """The folder's main-table runs; what was skipped reading it is said once per line
+    on stderr (`warning: path: ...`), as `report` does."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         runs = load_runs(folder)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"warning: {message}", file=sys.stderr)
     return split_scaling(runs)[0] if not runs.empty else runs
 
 

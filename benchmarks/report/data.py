@@ -23,7 +23,7 @@ import pandas as pd
 from common import metrics
 from common.errors import SpecError
 from common.metrics import steady_state
-from common.records import iter_records
+from common.records import iter_located
 from common.specs import RunSpec, load_preset
 
 GROUP_KEYS = ["campaign", "preset_label", "device", "spec_key", "threads"]
@@ -182,11 +182,11 @@ def load_runs(results_dir: Path, since: str | None = None, commit: str | None = 
     """Every valid record under `results_dir`, flattened, after the --since/--commit filters."""
     rows = []
     if results_dir.exists():
-        for record in iter_records(results_dir):
+        for path, line, record in iter_located(results_dir):
             try:
                 rows.append(flatten(record))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                warnings.warn(f"{results_dir}: record {record.get('run_id', '?')} skipped, malformed "
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                warnings.warn(f"{path}:{line}: record {record.get('run_id', '?')} skipped, malformed "
                               f"({type(exc).__name__}: {exc})", stacklevel=2)
     runs = pd.DataFrame(rows)
     if runs.empty:

@@ -245,7 +245,7 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
         "verdict": rows["verdict"], "rounds": rows["rounds_timed"].map(str),
         "disturbed": [str(n) if m else DASH for n, m in zip(rows["disturbed_rounds"], rows["load_measured"],
                                                                strict=True)],
-        **_quiet(rows),
+        **_all_rounds(rows),
         "utilisation": rows["utilisation"].map(share),
         "warm-up s": rows["warmup_s"].map(secs),
         "final ppl": rows["final_ppl"].map(ppl),
@@ -254,13 +254,13 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _quiet(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """The verdict without disturbed rounds, where a row of the group had any."""
+def _all_rounds(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The verdict with the disturbed slices kept, where a row of the group had any."""
     if not rows["disturbed_rounds"].gt(0).any():
         return {}
-    return {"without disturbed rounds": [
+    return {"with disturbed rounds": [
         f"{ratio_ci(r, lo, hi)} ({v})" for r, lo, hi, v in
-        zip(rows["ratio_quiet"], rows["ratio_quiet_lo"], rows["ratio_quiet_hi"], rows["verdict_quiet"], strict=True)]}
+        zip(rows["ratio_all"], rows["ratio_all_lo"], rows["ratio_all_hi"], rows["verdict_all"], strict=True)]}
 
 
 FRAMEWORK = {"pytorch": "PyTorch", "mxnet": "MXNet", "jax": "JAX"}
@@ -304,8 +304,9 @@ def calibration(rows: pd.DataFrame) -> str:
         parts.append(f"A/A twin ({r['twin_of']} run again as a second process): {ci}, {r['calibration']}: {trust}.")
     noisy = len(set().union(*map(set, rows["disturbed_list"]))) if "disturbed_list" in rows else 0
     if noisy:
-        parts.append(f"{noisy} of {int(rows['rounds_timed'].max())} rounds disturbed (other programs took CPU); "
-                     "the verdict without them is in the last column.")
+        parts.append(f"{noisy} of {int(rows['rounds_timed'].max())} rounds disturbed (other programs took CPU): "
+                     "the ratios leave out each disturbed slice; with them kept, see the column "
+                     "'with disturbed rounds'.")
     return " ".join(parts)
 
 

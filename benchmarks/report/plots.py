@@ -21,9 +21,17 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E
 from benchmarks.report.data import pick_rows, threads_label  # noqa: E402
 from benchmarks.report.display import scaling_title  # noqa: E402
 from benchmarks.report.tables import AXIS_LABEL, scaling_label, with_baseline  # noqa: E402
+from common.files import replacing  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
 OURS = re.compile(r"^G\d+-.*-(ppl|toks)\.png$")
+
+
+def save(fig, path: Path) -> None:
+    """fig as a PNG at `path`, atomically (common.files): an old plot stays whole
+    until the new one is complete."""
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def slug(text: str) -> str:
@@ -88,7 +96,7 @@ def perplexity_plot(group: pd.DataFrame, path: Path) -> None:
         ax_time.legend(fontsize=8, loc="upper right")
     fig.suptitle(_title(group.iloc[0]), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save(fig, path)
     plt.close(fig)
 
 
@@ -112,7 +120,7 @@ def throughput_plot(group: pd.DataFrame, path: Path) -> None:
     ax.set_title(_title(group.iloc[0]), fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save(fig, path)
     plt.close(fig)
 
 
@@ -174,7 +182,7 @@ def scaling_plot(per_axis: dict[str, pd.DataFrame], title: str, path: Path) -> N
         axes[0][0].legend(handles, labels, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save(fig, path)
     plt.close(fig)
 
 
@@ -282,7 +290,7 @@ def forest_plot(rows: pd.DataFrame, path: Path, title: str) -> list[str]:
     drawn = set(rows["backend"])
     _forest_legend(ax, data, [b for b in BACKEND_COLORS if b in drawn] + sorted(drawn - set(BACKEND_COLORS)))
     fig.suptitle(title, fontsize=10, x=0.01, ha="left")
-    fig.savefig(path, dpi=100)
+    save(fig, path)
     plt.close(fig)
     return data["label"].tolist()
 

@@ -64,16 +64,23 @@ def _md_image(path: str, alt: str) -> str:
     return f"![{alt}]({target})"
 
 
+def _inert(text: object, one_line: bool = True) -> str:
+    """The choke point every heading, paragraph and list item passes: whatever a record
+    smuggled in cannot open an HTML tag, and (`one_line`) cannot start a new block."""
+    text = str(text)
+    return HTML_START.sub("&lt;", " ".join(text.splitlines()) if one_line else text)
+
+
 def to_markdown(blocks: list[tuple]) -> str:
     out = []
     for block in blocks:
         kind = block[0]
         if kind == "h":
-            out.append("#" * block[1] + " " + block[2])
+            out.append("#" * block[1] + " " + _inert(block[2]))
         elif kind == "p":
-            out.append(block[1])
+            out.append(_inert(block[1], one_line=False))
         elif kind == "list":
-            out.append("\n".join(f"- {item}" for item in block[1]))
+            out.append("\n".join(f"- {_inert(item)}" for item in block[1]))
         elif kind == "table":
             out.append(_md_table(block[1]) if len(block[1]) else "*(none)*")
         elif kind == "img":

@@ -8,6 +8,8 @@ the estimate hardly at all:
 - a row's tokens/sec: the median of its round rates;
 - a row's ratio to the fastest: the median of the per-round ratios (paired within a
   round, so the machine's drift cancels).
+Where the records measured disturbance (common.load), both leave out the disturbed
+slices; the same over every round is kept beside (`*_all`).
 Between campaigns (`compare`) nothing is paired: NEW over BASE is the two-sample
 Hodges-Lehmann estimate on the log rates (the median of all pairwise differences) with
 the interval of the Mann-Whitney U test (asv's test) inverted, and a change is called
@@ -39,9 +41,9 @@ METHOD = (
     "each round, so drift cancels; "
     "a wild round moves neither much). Verdict: `slower` when that interval lies wholly below 1 and the ratio is "
     f"below {1 - MIN_EFFECT:.2f}; `tie` otherwise; `fastest` only for a top row that every other row is `slower` than. "
-    "A round is `disturbed` when other programs took more than a calibrated share of the machine while it ran "
-    "(common.load); the verdict is also given without those rounds, and the campaign replaces them with extra "
-    "rounds. The `twin (A/A)` row is one contender run again as a second process: never ranked, its ratio to its "
+    "A slice is `disturbed` when other programs took more than a calibrated share of the machine while it ran "
+    "(common.load): `tok/s` and `vs fastest` leave disturbed slices out (a ratio, each round where either side "
+    "was disturbed), the campaign adds rounds to replace them, and the verdict with them kept is shown beside. The `twin (A/A)` row is one contender run again as a second process: never ranked, its ratio to its "
     "original calibrates the intervals. A row that did not finish (`diverged`, `error`, `interrupted`), failed "
     "the parity check (`not equivalent`) or missed the preset's quality target (`missed target`) is never fastest. "
     "Numbers from different campaigns are never compared here; `python -m benchmarks compare BASE NEW` does that "
@@ -197,19 +199,23 @@ def call(ratio: float, low: float, high: float, min_effect: float, words: tuple[
 def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = MIN_EFFECT,
                    ranked: pd.Series | None = None) -> pd.DataFrame:
     """For one comparison group's rows (one per contender): tok_s and its interval, the
-    paired ratio to the fastest ranked row and its interval, the verdict, and the same
-    without disturbed rounds (`*_quiet`). Rows where `ranked` is False (a missed quality
-    target) get `missed target`, rows whose parity check failed `not equivalent`, and a
-    twin `twin (A/A)` with its ratio to its original (`twin_ratio*`, `calibration`);
-    none of these is ever the pace-setter."""
+    paired ratio to the fastest ranked row and its interval, and the verdict. Where the
+    records measured disturbance, these leave out every disturbed slice (a row's tok/s
+    its own, a ratio each round where either side was disturbed): a slice known to be
+    contended says nothing about the code. The same over every round is kept beside
+    (`*_all`). Rows where `ranked` is False (a missed quality target) get `missed
+    target`, rows whose parity check failed `not equivalent`, and a twin `twin (A/A)`
+    with its ratio to its original (`twin_ratio*`, `calibration`); none of these is
+    ever the pace-setter."""
     out = rows.copy()
     ranked = pd.Series(True, index=out.index) if ranked is None else ranked.reindex(out.index).fillna(True)
-    series = {i: _rate_series(rates, r) for i, r in out.iterrows()}
+    every = {i: _rate_series(rates, r) for i, r in out.iterrows()}
     noisy = {i: _disturbed_rounds(rates, r) for i, r in out.iterrows()}
+    series = {i: _drop(every[i], noisy[i]) for i in out.index}
     cis = {i: rate_ci(s.to_numpy()) for i, s in series.items()}
     out["tok_s"] = [cis[i][0] for i in out.index]
     out["tok_s_lo"], out["tok_s_hi"] = [cis[i][1] for i in out.index], [cis[i][2] for i in out.index]
-    out["rounds_timed"] = [len(series[i]) for i in out.index]
+    out["rounds_timed"] = [len(every[i]) for i in out.index]
     out["disturbed_rounds"] = [len(noisy[i]) for i in out.index]
     out["disturbed_list"] = [sorted(noisy[i]) for i in out.index]
     out["load_measured"] = [_measured(rates, r) for _, r in out.iterrows()]
@@ -220,21 +226,23 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
     if not eligible:
         out = out.assign(**{c: math.nan for c in RATIO_COLUMNS})
         return out.assign(verdict=[v or "tie" for v in verdicts.values()],
-                          verdict_quiet=[v or "tie" for v in verdicts.values()], calibration=None)
+                          verdict_all=[v or "tie" for v in verdicts.values()], rounds_paired=0, calibration=None)
     best = max(eligible, key=lambda i: out.at[i, "tok_s"])
-    for suffix, skip in (("", lambda i: set()), ("_quiet", lambda i: noisy[i] | noisy[best])):
-        ratios = {i: paired_ratio(_drop(series[i], skip(i)), _drop(series[best], skip(i))) if i != best
+    for suffix, skip in (("", lambda i: noisy[i] | noisy[best]), ("_all", lambda i: set())):
+        ratios = {i: paired_ratio(_drop(every[i], skip(i)), _drop(every[best], skip(i))) if i != best
                   else (1.0, 1.0, 1.0, len(series[i])) for i in out.index}
         for k, name in enumerate(("", "_lo", "_hi")):
             out["ratio" + suffix + name] = [ratios[i][k] for i in out.index]
+        if not suffix:
+            out["rounds_paired"] = [ratios[i][3] for i in out.index]
         called = {i: verdicts[i] or call(*ratios[i][:3], min_effect, ("slower", "tie", "tie")) for i in out.index}
         others = [called[i] for i in eligible if i != best]
         called[best] = "fastest" if all(v == "slower" for v in others) else "tie"
         out["verdict" + suffix] = [called[i] for i in out.index]
-    return _with_twins(out, series, min_effect)
+    return _with_twins(out, every, noisy, min_effect)
 
 
-RATIO_COLUMNS = ["ratio", "ratio_lo", "ratio_hi", "ratio_quiet", "ratio_quiet_lo", "ratio_quiet_hi",
+RATIO_COLUMNS = ["ratio", "ratio_lo", "ratio_hi", "ratio_all", "ratio_all_lo", "ratio_all_hi",
                  "twin_ratio", "twin_ratio_lo", "twin_ratio_hi"]
 
 
@@ -249,9 +257,9 @@ def _standing(status: str, ranked: bool, equivalent: bool, twin: bool) -> str | 
     return None if ranked else "missed target"
 
 
-def _with_twins(out: pd.DataFrame, series: dict, min_effect: float) -> pd.DataFrame:
+def _with_twins(out: pd.DataFrame, series: dict, noisy: dict, min_effect: float) -> pd.DataFrame:
     """Each twin's paired ratio to its original (same group, contender named by
-    `twin_of`) and the calibration verdict: the ranking rule applied to an A/A pair,
+    `twin_of`), over the rounds where neither was disturbed, and the calibration verdict: the ranking rule applied to an A/A pair,
     so anything but `tie` says the campaign's intervals cannot be trusted."""
     for name in ("twin_ratio", "twin_ratio_lo", "twin_ratio_hi"):
         out[name] = math.nan
@@ -260,7 +268,8 @@ def _with_twins(out: pd.DataFrame, series: dict, min_effect: float) -> pd.DataFr
         original = out.index[out["contender"].eq(out.at[i, "twin_of"]) & ~out["twin"]]
         if len(original) == 0:
             continue
-        ratio, lo, hi, _ = paired_ratio(series[i], series[original[0]])
+        j = original[0]
+        ratio, lo, hi, _ = paired_ratio(_drop(series[i], noisy[i] | noisy[j]), _drop(series[j], noisy[i] | noisy[j]))
         out.loc[i, ["twin_ratio", "twin_ratio_lo", "twin_ratio_hi"]] = [ratio, lo, hi]
         out.at[i, "calibration"] = call(ratio, lo, hi, min_effect, ("slower", "tie", "faster"))
     return out
@@ -292,17 +301,21 @@ def _rate_series(rates: pd.DataFrame, row: pd.Series) -> pd.Series:
     return mine.set_index("round")["tok_s"].sort_index()
 
 
-def precision(rates: dict[str, list[float]], twins: dict[str, str] | None = None) -> float:
+def precision(rates: dict[str, list[float]], twins: dict[str, str] | None = None,
+              disturbed: dict[str, set[int]] | None = None) -> float:
     """The campaign driver's stopping measure for one preset: the widest relative
     half-width among the ratio intervals the report will show (each contender to the
-    fastest, each twin to its original), from per-contender round rates in round
-    order (paired by position); inf while any is unbounded."""
-    twins = twins or {}
+    fastest, each twin to its original, over the rounds where neither was
+    `disturbed`), from per-contender round rates in round order (round k is position
+    k); inf while any is unbounded."""
+    twins, disturbed = twins or {}, disturbed or {}
     series = {c: pd.Series(v, index=range(1, len(v) + 1)) for c, v in rates.items() if len(v)}
+    noisy = {c: set(disturbed.get(c, ())) for c in series}
     ranked = [c for c in series if c not in twins]
     if len(series) < 2 or not ranked:
         return 0.0
-    best = max(ranked, key=lambda c: rate_ci(series[c].to_numpy())[0])
+    best = max(ranked, key=lambda c: rate_ci(_drop(series[c], noisy[c]).to_numpy())[0])
     pairs = [(c, best) for c in ranked if c != best] + [(t, o) for t, o in twins.items() if t in series and o in series]
-    widths = [half_width(*paired_ratio(series[a], series[b])[:3]) for a, b in pairs]
+    widths = [half_width(*paired_ratio(_drop(series[a], noisy[a] | noisy[b]),
+                                       _drop(series[b], noisy[a] | noisy[b]))[:3]) for a, b in pairs]
     return max(widths, default=0.0)

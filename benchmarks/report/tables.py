@@ -15,6 +15,7 @@ from benchmarks.report.data import MICRO, ROW_KEYS, pick_rows, preset_info
 from benchmarks.report.seeds import reproduces, seed_stats
 from benchmarks.report.stats import group_verdicts, half_width, round_rates
 from benchmarks.suites import SCALING_AXES
+from common.files import write_text
 from common.metrics import reached_target, utilisation
 from common.specs import preset_names
 
@@ -332,8 +333,8 @@ def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_FIELDS = ["preset", "backend", "mode", "track", "contender", "threads", "tok_s", "tok_s_ci", "rounds",
-                  "ratio_to_fastest", "ratio_ci", "verdict", "disturbed_rounds", "ratio_quiet", "ratio_quiet_ci",
-                  "verdict_quiet", "twin", "parity", "utilisation", "utilisation_flag", "final_ppl", "metric",
+                  "ratio_to_fastest", "ratio_ci", "verdict", "rounds_paired", "disturbed_rounds", "ratio_all",
+                  "ratio_all_ci", "verdict_all", "twin", "parity", "utilisation", "utilisation_flag", "final_ppl", "metric",
                   "target_ppl", "reached_target", "status"]
 
 
@@ -438,17 +439,17 @@ def calibration(rows: pd.DataFrame) -> list[dict]:
 
 def precision_reached(rows: pd.DataFrame, settings: dict) -> dict:
     """The widest relative half-width among the campaign's ratio intervals (every row
-    that competes, to the fastest; every twin, to its original), against the target."""
+    that competes, to the fastest; every twin, to its original), overall and per
+    preset, against the target: what the campaign driver stopped on."""
     widths = []
     for _, r in rows.iterrows():
         if r["verdict"] in ("tie", "slower"):
-            widths.append(half_width(r["ratio"], r["ratio_lo"], r["ratio_hi"]))
+            widths.append((r["preset_label"], half_width(r["ratio"], r["ratio_lo"], r["ratio_hi"])))
         if r.get("twin"):
-            widths.append(half_width(r["twin_ratio"], r["twin_ratio_lo"], r["twin_ratio_hi"]))
-    return {"target": settings.get("precision"), "reached": max(widths, default=None),
-            "per_preset": {p: max((half_width(r["ratio"], r["ratio_lo"], r["ratio_hi"])
-                                   for _, r in g.iterrows() if r["verdict"] in ("tie", "slower")), default=None)
-                           for p, g in rows.groupby("preset_label")}}
+            widths.append((r["preset_label"], half_width(r["twin_ratio"], r["twin_ratio_lo"], r["twin_ratio_hi"])))
+    presets = dict.fromkeys(p for p, _ in widths)
+    return {"target": settings.get("precision"), "reached": max((w for _, w in widths), default=None),
+            "per_preset": {p: max(w for q, w in widths if q == p) for p in presets}}
 
 
 def disturbed_rounds(rows: pd.DataFrame) -> dict:
@@ -481,9 +482,10 @@ def _summary_row(r: pd.Series) -> dict:
            "contender": r["contender"],
            "threads": int(r["threads"]), "tok_s": r["tok_s"], "tok_s_ci": [r["tok_s_lo"], r["tok_s_hi"]],
            "rounds": int(r["rounds_timed"]), "ratio_to_fastest": r["ratio"], "ratio_ci": [r["ratio_lo"], r["ratio_hi"]],
-           "verdict": r["verdict"], "disturbed_rounds": int(r["disturbed_rounds"]),
-           "ratio_quiet": r["ratio_quiet"], "ratio_quiet_ci": [r["ratio_quiet_lo"], r["ratio_quiet_hi"]],
-           "verdict_quiet": r["verdict_quiet"], "twin": bool(r["twin"]), "parity": r.get("parity"),
+           "verdict": r["verdict"], "rounds_paired": int(r["rounds_paired"]),
+           "disturbed_rounds": int(r["disturbed_rounds"]),
+           "ratio_all": r["ratio_all"], "ratio_all_ci": [r["ratio_all_lo"], r["ratio_all_hi"]],
+           "verdict_all": r["verdict_all"], "twin": bool(r["twin"]), "parity": r.get("parity"),
            "utilisation": None if _over(r["utilisation"]) else r["utilisation"],
            "utilisation_flag": "over 100% of the ceiling: measurement error" if _over(r["utilisation"]) else None,
            "final_ppl": r["final_ppl"],
@@ -494,7 +496,5 @@ def _summary_row(r: pd.Series) -> dict:
 
 def write_summary(runs: pd.DataFrame, campaign: str, path: Path) -> dict:
     data = _clean(summary(runs, campaign))
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
     return data

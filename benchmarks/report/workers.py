@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.report.plots import slug
+from benchmarks.report.plots import save, slug
 from benchmarks.report.stats import paired_ratio, rate_ci
 
 KEYS = ["campaign", "preset_label", "device", "spec_key", "backend"]
@@ -117,7 +117,7 @@ def workers_plot(rows: pd.DataFrame, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save(fig, path)
     plt.close(fig)
 
 
