@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
 from common.errors import DataError
+from common.files import replacing
 
 DATA_URL = "http://d2l-data.s3-accelerate.amazonaws.com/"
 ENV_DATA = "RNNBENCH_DATA"
@@ -81,19 +81,13 @@ def sha1_of(path: Path) -> str:
 
 
 def download(url: str, dest: Path) -> None:
-    """Copy `url` to `dest` atomically (temp file in the same folder, then os.replace).
+    """Copy `url` to `dest` atomically (common.files.replacing).
 
     Module-level so tests may monkeypatch it; urllib also serves file:// URLs.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as src:
-            shutil.copyfileobj(src, out)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(dest) as tmp, tmp.open("wb") as out, urllib.request.urlopen(url, timeout=60) as src:
+        shutil.copyfileobj(src, out)
 
 
 def _entry(name: str) -> Dataset:

@@ -80,7 +80,7 @@ def test_failed_download_is_a_data_error(tmp_path):
     for part in (TM.filename, TM.sha1, str(tmp_path / "data"), str(tmp_path / "cache"), "downloading", "RNNBENCH_DATA"):
         assert part in msg
     assert not (tmp_path / "cache" / TM.filename).exists()
-    assert not list((tmp_path / "cache").glob("*.part"))  # the temp file was removed
+    assert not list((tmp_path / "cache").glob(".*"))  # the temporary file was removed
 
 
 def test_downloader_is_patchable_and_a_raising_one_is_reported(tmp_path, monkeypatch):

@@ -164,10 +164,10 @@ def rate_ci(rates: np.ndarray) -> tuple[float, float, float]:
     return _exp(median_interval(np.log(rates))) if len(rates) else (math.nan,) * 3
 
 
-def paired_ratio(a: pd.Series, b: pd.Series) -> tuple[float, float, float, int]:
-    """a over b, both indexed by round, over their common rounds: (ratio, 95% low, high,
-    rounds paired)."""
-    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+def paired_ratio(a: pd.Series, b: pd.Series, skip: set[int] = frozenset()) -> tuple[float, float, float, int]:
+    """a over b, both indexed by round, over their common rounds but those in `skip`
+    (disturbed ones): (ratio, 95% low, high, rounds paired)."""
+    both = pd.concat([_drop(a, skip).rename("a"), _drop(b, skip).rename("b")], axis=1, join="inner").dropna()
     if both.empty:
         return math.nan, math.nan, math.nan, 0
     logs = np.log(both["a"].to_numpy() / both["b"].to_numpy())
@@ -229,7 +229,7 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
                           verdict_all=[v or "tie" for v in verdicts.values()], rounds_paired=0, calibration=None)
     best = max(eligible, key=lambda i: out.at[i, "tok_s"])
     for suffix, skip in (("", lambda i: noisy[i] | noisy[best]), ("_all", lambda i: set())):
-        ratios = {i: paired_ratio(_drop(every[i], skip(i)), _drop(every[best], skip(i))) if i != best
+        ratios = {i: paired_ratio(every[i], every[best], skip(i)) if i != best
                   else (1.0, 1.0, 1.0, len(series[i])) for i in out.index}
         for k, name in enumerate(("", "_lo", "_hi")):
             out["ratio" + suffix + name] = [ratios[i][k] for i in out.index]
@@ -259,8 +259,9 @@ def _standing(status: str, ranked: bool, equivalent: bool, twin: bool) -> str | 
 
 def _with_twins(out: pd.DataFrame, series: dict, noisy: dict, min_effect: float) -> pd.DataFrame:
     """Each twin's paired ratio to its original (same group, contender named by
-    `twin_of`), over the rounds where neither was disturbed, and the calibration verdict: the ranking rule applied to an A/A pair,
-    so anything but `tie` says the campaign's intervals cannot be trusted."""
+    `twin_of`), over the rounds where neither was disturbed, and the calibration
+    verdict: the ranking rule applied to an A/A pair, so anything but `tie` says the
+    campaign's intervals cannot be trusted."""
     for name in ("twin_ratio", "twin_ratio_lo", "twin_ratio_hi"):
         out[name] = math.nan
     out["calibration"] = None
@@ -269,7 +270,7 @@ def _with_twins(out: pd.DataFrame, series: dict, noisy: dict, min_effect: float)
         if len(original) == 0:
             continue
         j = original[0]
-        ratio, lo, hi, _ = paired_ratio(_drop(series[i], noisy[i] | noisy[j]), _drop(series[j], noisy[i] | noisy[j]))
+        ratio, lo, hi, _ = paired_ratio(series[i], series[j], noisy[i] | noisy[j])
         out.loc[i, ["twin_ratio", "twin_ratio_lo", "twin_ratio_hi"]] = [ratio, lo, hi]
         out.at[i, "calibration"] = call(ratio, lo, hi, min_effect, ("slower", "tie", "faster"))
     return out
@@ -316,6 +317,5 @@ def precision(rates: dict[str, list[float]], twins: dict[str, str] | None = None
         return 0.0
     best = max(ranked, key=lambda c: rate_ci(_drop(series[c], noisy[c]).to_numpy())[0])
     pairs = [(c, best) for c in ranked if c != best] + [(t, o) for t, o in twins.items() if t in series and o in series]
-    widths = [half_width(*paired_ratio(_drop(series[a], noisy[a] | noisy[b]),
-                                       _drop(series[b], noisy[a] | noisy[b]))[:3]) for a, b in pairs]
+    widths = [half_width(*paired_ratio(series[a], series[b], noisy[a] | noisy[b])[:3]) for a, b in pairs]
     return max(widths, default=0.0)
