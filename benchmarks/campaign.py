@@ -86,9 +86,11 @@ class Child:
     run_id: str
     stderr: Path
     rounds: int = 0
-    rates: list[float] = field(default_factory=list)
-    loads: list[dict] = field(default_factory=list)  # per round: the shares the child measured (common.load)
+    rates: dict[int, float] = field(default_factory=dict)  # per round number: its tok/s
+    loads: dict[int, dict] = field(default_factory=dict)  # per round: the shares the child measured (common.load)
+    slice_s: dict[int, float] = field(default_factory=dict)  # per round: the wall time of its turn
     extendable: bool = False  # it offers timing-only rounds after the planned ones
+    numbered: bool = False  # it takes `go round=N`, so it can sit extra rounds out (rounds pair by number)
     finished: bool = False
     heard: bool = False  # it has said something
     heartbeat: bool = False  # it says `alive` while it works (rounds.start_heartbeat): a silence is a hang
@@ -128,9 +130,11 @@ class Child:
                 continue
             self.rounds = int(fields.get("rounds", self.rounds))
             self.extendable = self.extendable or fields.get("extendable") == "1"
+            self.numbered = self.numbered or fields.get("numbered") == "1"
             if "tok_s" in fields:
-                self.rates.append(float(fields["tok_s"]))
-                self.loads.append({k: float(fields[k]) for k in ("foreign", "steal", "efficiency") if k in fields})
+                number = int(fields.get("round", len(self.rates) + 1))
+                self.rates[number] = float(fields["tok_s"])
+                self.loads[number] = {k: float(fields[k]) for k in ("foreign", "steal", "efficiency") if k in fields}
             if what == "done":
                 continue  # then the EOF, once its record is written
             return what
@@ -138,10 +142,10 @@ class Child:
         self.finished = True
         return "exit"
 
-    def go(self) -> bool:
-        """Let the child train its next round; False when it is gone (e.g. stopped by Ctrl-C)."""
+    def go(self, number: int) -> bool:
+        """Let the child train round `number`; False when it is gone (e.g. stopped by Ctrl-C)."""
         try:
-            self.proc.stdin.write(f"{pipe.PREFIX} go\n")
+            self.proc.stdin.write(f"{pipe.PREFIX} go round={number}\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             self.proc.wait()
@@ -233,7 +237,6 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
     children that started and the labels of those that did not."""
     name = " ".join(args) or "(preset default)"
     children, failed = [], []
-    seconds = 0.0
     try:
         for contender in contenders:
             child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch)
@@ -248,14 +251,14 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
         r = 0
         while r < plan.target:
             r += 1
-            tic = time.perf_counter()
-            for child in rotation([c for c in children if not c.finished], r):
-                if child.go() and child.wait_message(opts.contender_timeout) == "hung":
+            for child in rotation([c for c in children if not c.finished and plan.runs(c, r)], r):
+                tic = time.perf_counter()
+                if child.go(r) and child.wait_message(opts.contender_timeout) == "hung":
                     say(f"  {child.contender.label}: {_why_not(child, opts)}; the campaign goes on without it")
-            seconds += time.perf_counter() - tic
+                child.slice_s[r] = time.perf_counter() - tic
             say(f"  [{name}] {round_line(children, r, plan.planned)}")
             if r == plan.target:
-                plan.extend(children, r, seconds)
+                plan.extend(children, r)
     finally:
         for child in children:
             if not child.finished:
@@ -272,51 +275,64 @@ def _why_not(child: Child, opts: argparse.Namespace) -> str:
 
 def round_line(children: list[Child], r: int, planned: int) -> str:
     """`round r/R: a 1,234 · b 1,300* tok/s`, a star on a disturbed slice."""
-    parts = [f"{c.contender.label} {c.rates[r - 1]:,.0f}" + ("*" if is_disturbed(c.loads[r - 1]) else "")
-             for c in children if len(c.rates) >= r]
+    parts = [f"{c.contender.label} {c.rates[r]:,.0f}" + ("*" if is_disturbed(c.loads.get(r, {})) else "")
+             for c in children if r in c.rates]
     extra = " (extra)" if r > planned else ""
     noisy = " (* disturbed: other programs took CPU)" if any(p.endswith("*") for p in parts) else ""
     return f"round {r}/{planned}{extra}: {' · '.join(parts)} tok/s{noisy}"
 
 
 class RoundPlan:
-    """How many rounds a preset gets. The planned ones first; then as many replacement
-    rounds as the most-disturbed contender had disturbed slices, up to --retry-cap and
-    while the budget lasts (the report leaves disturbed slices out, so each contender
-    gets back the pairs it lost); then, with --precision, checks at a fixed schedule
-    (after the planned and replacement rounds, then every PRECISION_STEP rounds): five
-    more rounds while the widest ratio interval's half-width is above the target and
-    the budget allows. The rule looks only at the intervals' widths, never at where
-    they lie."""
+    """How many rounds a preset gets, and who trains in each. The planned rounds first,
+    every contender; then as many replacement rounds as the most-disturbed contender
+    had disturbed slices, up to --retry-cap and while the budget lasts (the report
+    leaves disturbed slices out, so each contender gets back the pairs it lost); then,
+    with --precision, checks at a fixed schedule (after those, then every
+    PRECISION_STEP rounds): while some ratio interval's half-width is above the target
+    and the budget allows, PRECISION_STEP more rounds for the contenders of the
+    intervals still too wide (each pair's two sides) only, so the budget goes where the
+    noise is. The rule looks only at the intervals' widths, never at where they lie."""
 
     def __init__(self, planned: int, opts: argparse.Namespace, deadline: float):
         self.planned = self.target = planned
         self.opts, self.deadline = opts, deadline
         self.reached: float | None = None
+        self.needed: set[str] | None = None  # who trains the precision rounds; None: everyone
 
-    def extend(self, children: list[Child], r: int, seconds: float) -> None:
+    def runs(self, child: Child, r: int) -> bool:
+        """Whether `child` trains round `r`: every planned round; later ones while it is
+        needed (a checkout that cannot skip a round number always is)."""
+        return r <= self.planned or self.needed is None or child.contender.label in self.needed or not child.numbered
+
+    def fits(self, children: list[Child], rounds: int) -> bool:
+        """Whether `rounds` more rounds of these children end before the deadline, at
+        their mean turn so far."""
+        turn = sum(sum(c.slice_s.values()) / max(1, len(c.slice_s)) for c in children)
+        return time.perf_counter() + rounds * turn <= self.deadline
+
+    def extend(self, children: list[Child], r: int) -> None:
         live = [c for c in children if not c.finished]
         if not live or not all(c.extendable for c in live):
             return
-        per_round = seconds / max(1, r)
-        late = time.perf_counter() + per_round > self.deadline
-        disturbed = max((sum(is_disturbed(x) for x in c.loads[:r]) for c in children), default=0)
+        disturbed = max((sum(is_disturbed(x) for k, x in c.loads.items() if k <= r) for c in children), default=0)
         owed = self.planned + min(disturbed, self.opts.retry_cap if self.opts.retry_disturbed else 0)
-        if r < owed and not late:
+        if r < owed and self.fits([c for c in live if self.runs(c, r + 1)], 1):
             say(f"  up to {disturbed} disturbed round(s) per contender so far: {owed - r} replacement round(s)")
             self.target = owed
             return
         if self.opts.precision is None:
             return
-        self.reached = widest(children)
+        widths = pair_widths(children)
+        self.reached = max(widths.values(), default=0.0)
+        self.needed = {name for pair, width in widths.items() if width > self.opts.precision for name in pair}
+        head = f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
         if self.reached <= self.opts.precision:
-            say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): done")
-        elif time.perf_counter() + PRECISION_STEP * per_round > self.deadline or r >= MAX_ROUNDS_FACTOR * self.planned:
-            say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
-                f"budget spent, stopping")
+            say(head + "done")
+        elif not self.fits([c for c in live if self.runs(c, r + 1)], PRECISION_STEP) \
+                or r >= MAX_ROUNDS_FACTOR * self.planned:
+            say(head + "budget spent, stopping")
         else:
-            say(f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
-                f"{PRECISION_STEP} more rounds")
+            say(head + f"{PRECISION_STEP} more rounds for {', '.join(sorted(self.needed))}")
             self.target = r + PRECISION_STEP
 
 
@@ -324,13 +340,13 @@ PRECISION_STEP = 5
 MAX_ROUNDS_FACTOR = 6  # never more than this many times the planned rounds
 
 
-def widest(children: list[Child]) -> float:
-    """The widest half-width among the ratio intervals the report will show."""
-    from benchmarks.report.stats import precision
+def pair_widths(children: list[Child]) -> dict[tuple[str, str], float]:
+    """The half-width of each ratio interval the report will show (stats.pair_widths)."""
+    from benchmarks.report import stats
 
     twins = {c.contender.label: c.contender.original for c in children if c.contender.twin}
-    disturbed = {c.contender.label: {k + 1 for k, x in enumerate(c.loads) if is_disturbed(x)} for c in children}
-    return precision({c.contender.label: c.rates for c in children}, twins, disturbed)
+    disturbed = {c.contender.label: {k for k, x in c.loads.items() if is_disturbed(x)} for c in children}
+    return stats.pair_widths({c.contender.label: c.rates for c in children}, twins, disturbed)
 
 
 def report_status(children: list[Child], results: Path) -> list[str]:

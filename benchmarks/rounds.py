@@ -46,8 +46,10 @@ class Gate:
     Each round is measured for disturbance (common.load): a CPU snapshot when `go`
     arrives and one when the round ends, kept in `loads` (the record's
     `campaign.load`) and said in the round's `paused` line. An `extendable` gate, after
-    the planned rounds, offers more (`more()`): the driver answers `go` for one more
-    round (replacing a disturbed one, or for precision) or `stop`. A closed pipe
+    the planned rounds, offers more (`more()`): the driver answers `go round=N` for one
+    more round (replacing a disturbed one, or for precision; N is the campaign's round
+    number, since a contender whose intervals are narrow enough sits extra rounds out,
+    and rounds pair by number) or `stop`. A closed pipe
     during the planned rounds raises KeyboardInterrupt, so the run is recorded as
     interrupted like any other stop; after them it only ends the extra rounds."""
 
@@ -71,11 +73,11 @@ class Gate:
         if this == 0 or (index > 0 and self.rounds_of_epoch[index - 1] == this):
             return
         if this == 1:
-            say(self.out, "ready", rounds=self.rounds, extendable=int(self.extendable))
+            say(self.out, "ready", rounds=self.rounds, extendable=int(self.extendable), numbered=1)
         else:
             self.end_round()
             self._say_round("paused", rows, this - 1)
-        if not self._wait_go():
+        if self._wait_go() is None:
             raise KeyboardInterrupt(self.stopped_by)
         self._begin(this)
 
@@ -90,9 +92,13 @@ class Gate:
         and wait; True when the driver wants one more round."""
         self.end_round()
         self._say_round("paused", rows, self.current)
-        if not self._wait_go():
+        go = self._wait_go()
+        if go is None:
             return False
-        self._begin(self.current + 1)
+        number = int(go["round"]) if go.get("round", "").isdigit() else self.current + 1
+        if number <= self.current:
+            raise SpecError(f"the campaign driver asked for round {number} after round {self.current}")
+        self._begin(number)
         return True
 
     def finish(self, rows: list[dict]) -> None:
@@ -119,12 +125,12 @@ class Gate:
         shares = {k: f"{measured[k]:.4f}" for k in ("foreign", "steal", "efficiency") if k in measured}
         say(self.out, what, round=number, tok_s=f"{self.rate(rows, number):.1f}", **shares)
 
-    def _wait_go(self) -> bool:
-        """True on `go`; False on `stop` (its reason kept in `stopped_by`) or end of input."""
+    def _wait_go(self) -> dict[str, str] | None:
+        """`go`'s fields; None on `stop` (its reason kept in `stopped_by`) or end of input."""
         message = parse(self.inp.readline())
         if message and message[0] == "stop" and message[1].get("reason"):
             self.stopped_by = message[1]["reason"].replace("_", " ")
-        return message is not None and message[0] == "go"
+        return message[1] if message is not None and message[0] == "go" else None
 
 
 def say(out: TextIO, what: str, **fields) -> None:

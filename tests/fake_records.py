@@ -11,11 +11,14 @@ from common.specs import load_preset
 
 def record(backend, campaign, rates, *, fingerprint="fp-alpha", threads=2, stamp="2026-12-01T10:00:00+00:00",
            status="ok", preset="quick-lstm", mode=None, track=None, peak=None, own=None):
-    """A record as the harness writes it: one warm-up epoch, then one epoch per round."""
+    """A record as the harness writes it: one warm-up epoch, then one epoch per round
+    (`rates` a list, rounds 1, 2, ...; or a dict by round number)."""
     spec, meta = load_preset(preset)
     epochs = [{"epoch": 1, "round": 0, "tokens": 9000, "seconds": 1.0, "tok_s": 9000.0, "train_ppl": 20.0}]
-    for r, rate in enumerate(rates, 1):
-        epochs.append({"epoch": r + 1, "round": r, "tokens": 9000, "seconds": 9000 / rate, "tok_s": rate,
+    numbered = rates.items() if isinstance(rates, dict) else enumerate(rates, 1)
+    rates = [rate for _, rate in sorted(numbered)] if isinstance(rates, dict) else rates
+    for k, (r, rate) in enumerate(sorted(numbered), 1):
+        epochs.append({"epoch": k + 1, "round": r, "tokens": 9000, "seconds": 9000 / rate, "tok_s": rate,
                        "train_ppl": 17.0})
     mode = mode or {"pytorch": "eager", "mxnet": "hybridized", "jax": "wavefront"}[backend]
     return {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import campaign as camp
-from benchmarks.rounds import epoch_rounds
+from benchmarks.rounds import Gate, epoch_rounds
 from common.environment import git_commit, git_state
 from common.errors import SpecError
 
@@ -53,6 +53,23 @@ def test_epoch_rounds_split_the_epochs_after_the_warm_up():
     assert epoch_rounds(1, 1) == [0]
     with pytest.raises(SpecError, match="at least 1"):
         epoch_rounds(30, 0)
+
+
+def test_an_extra_round_takes_the_number_the_driver_gives():
+    """A contender that sat rounds 3-6 out trains round 7 as round 7: rounds pair by number."""
+    import io
+
+    said = io.StringIO()
+    gate = Gate([0, 1, 2], out=said, inp=io.StringIO("@rnnbench go round=1\n@rnnbench go round=2\n"
+                                                      "@rnnbench go round=7\n@rnnbench go\n@rnnbench stop\n"),
+                extendable=True)
+    rows = [{"tokens": 100, "seconds": 1.0, "round": r} for r in (0, 1, 2)]
+    for index in range(3):
+        gate.before_epoch(index, rows[:index])
+    assert gate.more(rows) and gate.current == 7
+    assert gate.more(rows + [{"tokens": 100, "seconds": 0.5, "round": 7}]) and gate.current == 8  # no number: next
+    assert not gate.more(rows)
+    assert "@rnnbench paused round=7 tok_s=200.0" in said.getvalue() and "numbered=1" in said.getvalue()
 
 
 def test_rotation_puts_each_contender_first_in_turn():

@@ -42,14 +42,14 @@ STAND_IN = textwrap.dedent("""\
     spec = json.loads({spec!r})
     base = spec["scale"][label.split("/")[0].split("~")[0]]
     planted = set(spec["planted"].get(label, []))
-    rates, loads, r = [], [], 0
-    print("@rnnbench ready rounds=%d extendable=1" % planned, flush=True)
-    while sys.stdin.readline().startswith("@rnnbench go"):
-        r += 1
+    rates, loads, r = {{}}, [], 0
+    print("@rnnbench ready rounds=%d extendable=1 numbered=1" % planned, flush=True)
+    while (line := sys.stdin.readline()).startswith("@rnnbench go"):
+        r = int(line.split("round=")[1]) if "round=" in line else r + 1
         drift = spec["drift"][(r - 1) % len(spec["drift"])] * spec["jitter"][label][(r - 1) % 50]
         rate = base * drift * (0.4 if r in planted else 1.0)
         foreign = 0.4 if r in planted else 0.005
-        rates.append(rate)
+        rates[r] = rate
         loads.append(dict(round=r, foreign=foreign, steal=0.0, efficiency=0.97))
         print("@rnnbench paused round=%d tok_s=%.1f foreign=%.4f steal=0 efficiency=0.97" % (r, rate, foreign),
               flush=True)
@@ -65,11 +65,14 @@ STAND_IN = textwrap.dedent("""\
 DRIFT = list(np.random.default_rng(24).uniform(0.85, 1.15, 50))
 
 
-def stand_in(tmp_path: Path, planted: dict[str, list[int]], scale: dict[str, float], spread: float = 0.01) -> str:
+def stand_in(tmp_path: Path, planted: dict[str, list[int]], scale: dict[str, float], spread: float = 0.01,
+             spreads: dict[str, float] | None = None) -> str:
+    """A stand-in contender's Python; `spreads` the round-to-round jitter of some labels."""
     rng = np.random.default_rng(25)
     labels = [f"{b}{t}" for b in scale for t in ("", "~twin")]
+    spreads = {label: (spreads or {}).get(label, spread) for label in labels}
     spec = {"scale": scale, "planted": planted, "drift": DRIFT,
-            "jitter": {label: list(rng.uniform(1 - spread, 1 + spread, 50)) for label in labels}}
+            "jitter": {label: list(rng.uniform(1 - spreads[label], 1 + spreads[label], 50)) for label in labels}}
     script = tmp_path / "stand-in-python"
     script.write_text(STAND_IN.format(python=sys.executable, repo=str(camp.REPO), spec=json.dumps(spec)))
     script.chmod(0o755)
@@ -136,6 +139,19 @@ def test_precision_adds_rounds_until_reached(tmp_path):
     data, rows = rows_of(tmp_path)
     assert rows["jax"]["rounds"] > 6
     assert data["precision"]["target"] == 0.02 and data["precision"]["reached"] <= 0.02
+
+
+def test_precision_rounds_go_only_to_the_intervals_still_too_wide(tmp_path):
+    python = stand_in(tmp_path, {}, {"pytorch": 50_000.0, "jax": 45_000.0},
+                      spreads={"pytorch": 0.004, "pytorch~twin": 0.004, "jax": 0.03})
+    out = drive(tmp_path, python, "--rounds", "6", "--twin", "pytorch", "--precision", "0.02", "--budget", "5")
+    assert out.returncode == 0, out.stderr
+    assert "after 6 rounds (target ±2%): 5 more rounds for jax, pytorch" in out.stdout
+    data, rows = rows_of(tmp_path)
+    assert rows["pytorch~twin"]["rounds"] == 6 < rows["jax"]["rounds"] == rows["pytorch"]["rounds"]
+    record = json.loads((tmp_path / "runs" / "jax.jsonl").read_text().splitlines()[0])
+    assert [e["round"] for e in record["epochs"]] == list(range(rows["jax"]["rounds"] + 1))
+    assert data["precision"]["reached"] <= 0.02 and rows["jax"]["verdict"] == "slower"
 
 
 def test_precision_stops_at_the_budget(tmp_path):

@@ -302,20 +302,19 @@ def _rate_series(rates: pd.DataFrame, row: pd.Series) -> pd.Series:
     return mine.set_index("round")["tok_s"].sort_index()
 
 
-def precision(rates: dict[str, list[float]], twins: dict[str, str] | None = None,
-              disturbed: dict[str, set[int]] | None = None) -> float:
-    """The campaign driver's stopping measure for one preset: the widest relative
-    half-width among the ratio intervals the report will show (each contender to the
-    fastest, each twin to its original, over the rounds where neither was
-    `disturbed`), from per-contender round rates in round order (round k is position
-    k); inf while any is unbounded."""
+def pair_widths(rates: dict[str, dict[int, float]], twins: dict[str, str] | None = None,
+                disturbed: dict[str, set[int]] | None = None) -> dict[tuple[str, str], float]:
+    """The campaign driver's stopping measure for one preset: the relative half-width
+    of each ratio interval the report will show, keyed (contender, partner): each
+    contender to the fastest, each twin to its original, over the rounds where neither
+    was `disturbed`; rates per contender keyed by round (inf while unbounded)."""
     twins, disturbed = twins or {}, disturbed or {}
-    series = {c: pd.Series(v, index=range(1, len(v) + 1)) for c, v in rates.items() if len(v)}
+    series = {c: pd.Series(v, dtype=float).sort_index() for c, v in rates.items() if len(v)}
     noisy = {c: set(disturbed.get(c, ())) for c in series}
     ranked = [c for c in series if c not in twins]
     if len(series) < 2 or not ranked:
-        return 0.0
+        return {}
     best = max(ranked, key=lambda c: rate_ci(_drop(series[c], noisy[c]).to_numpy())[0])
     pairs = [(c, best) for c in ranked if c != best] + [(t, o) for t, o in twins.items() if t in series and o in series]
-    widths = [half_width(*paired_ratio(series[a], series[b], noisy[a] | noisy[b])[:3]) for a, b in pairs]
-    return max(widths, default=0.0)
+    return {(a, b): half_width(*paired_ratio(series[a], series[b], noisy[a] | noisy[b])[:3]) for a, b in pairs}
+
