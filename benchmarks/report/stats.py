@@ -5,9 +5,12 @@ as ratios of sums would be). Within a campaign every summary is the median with 
 sign test's distribution-free 95% interval (scipy.stats.quantile_test: two order
 statistics), so k wild rounds move each end of an interval by at most k places and
 the estimate hardly at all:
-- a row's tokens/sec: the median of its round rates;
 - a row's ratio to the fastest: the median of the per-round ratios (paired within a
-  round, so the machine's drift cancels).
+  round, so the machine's drift cancels); the fastest is the row no other row beats
+  by that ratio;
+- the fastest row's tokens/sec: the median of its round rates; every other row's,
+  the fastest's times its ratio, so the two columns are one statistic (the row's own
+  median is kept as `tok_s_own`).
 Where the records measured disturbance (common.load), both leave out the disturbed
 slices; the same over every round is kept beside (`*_all`).
 Between campaigns (`compare`) nothing is paired: NEW over BASE is the two-sample
@@ -37,9 +40,10 @@ METHOD = (
     "another in an order rotated each round, so the machine's drift falls on all of them alike. A round's "
     "tokens/sec is its tokens over its seconds (the warm-up epoch, with compilation, is round 0 and excluded). "
     "Every figure is a median with the sign test's distribution-free 95% interval (scipy.stats.quantile_test): "
-    "`tok/s` over the rounds' rates, `vs fastest` over the per-round ratios to the fastest row (paired within "
-    "each round, so drift cancels; "
-    "a wild round moves neither much). Verdict: `slower` when that interval lies wholly below 1 and the ratio is "
+    "`vs fastest` over the per-round ratios to the fastest row (paired within each round, so drift cancels; a "
+    "wild round moves it little), the fastest being the row no other beats by that ratio; the fastest row's "
+    "`tok/s` over its rounds' rates, every other row's `tok/s` the fastest's times its `vs fastest`, so the two "
+    "columns never disagree (each row's own median is `tok_s_own` in summary.json). Verdict: `slower` when that interval lies wholly below 1 and the ratio is "
     f"below {1 - MIN_EFFECT:.2f}; `tie` otherwise; `fastest` only for a top row that every other row is `slower` than. "
     "A slice is `disturbed` when other programs took more than a calibrated share of the machine while it ran "
     "(common.load): `tok/s` and `vs fastest` leave disturbed slices out (a ratio, each round where either side "
@@ -227,7 +231,7 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
         out = out.assign(**{c: math.nan for c in RATIO_COLUMNS})
         return out.assign(verdict=[v or "tie" for v in verdicts.values()],
                           verdict_all=[v or "tie" for v in verdicts.values()], rounds_paired=0, calibration=None)
-    best = max(eligible, key=lambda i: out.at[i, "tok_s"])
+    best = _fastest(eligible, out["tok_s"], series)
     for suffix, skip in (("", lambda i: noisy[i] | noisy[best]), ("_all", lambda i: set())):
         ratios = {i: paired_ratio(every[i], every[best], skip(i)) if i != best
                   else (1.0, 1.0, 1.0, len(series[i])) for i in out.index}
@@ -235,11 +239,39 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
             out["ratio" + suffix + name] = [ratios[i][k] for i in out.index]
         if not suffix:
             out["rounds_paired"] = [ratios[i][3] for i in out.index]
+            out = _anchored(out, best)
         called = {i: verdicts[i] or call(*ratios[i][:3], min_effect, ("slower", "tie", "tie")) for i in out.index}
         others = [called[i] for i in eligible if i != best]
         called[best] = "fastest" if all(v == "slower" for v in others) else "tie"
         out["verdict" + suffix] = [called[i] for i in out.index]
     return _with_twins(out, every, noisy, min_effect)
+
+
+def _fastest(eligible: list, tok_s: pd.Series, series: dict) -> object:
+    """The pace-setter: the row with the highest median tok/s; then, while another row
+    is faster than it by their paired ratio (the same statistic `vs fastest` shows),
+    that row, so no ratio to the fastest reads above 1 (a cycle stops at the first row
+    seen again)."""
+    best, seen = max(eligible, key=lambda i: tok_s[i]), set()
+    while best not in seen:
+        seen.add(best)
+        ratios = {i: paired_ratio(series[i], series[best])[0] for i in eligible if i != best}
+        faster = [i for i, r in ratios.items() if r > 1]
+        best = max(faster, key=ratios.get) if faster else best
+    return best
+
+
+def _anchored(out: pd.DataFrame, best) -> pd.DataFrame:
+    """Every other row's tok/s (and interval) as the fastest's times its paired ratio,
+    so the tok/s column and `vs fastest` are one statistic and can never disagree; the
+    row's own median over its slices is kept as `tok_s_own*` (it differs by the drift
+    between the rounds each row had)."""
+    out = out.assign(tok_s_own=out["tok_s"], tok_s_own_lo=out["tok_s_lo"], tok_s_own_hi=out["tok_s_hi"])
+    pace = out.at[best, "tok_s"]
+    paired = out["ratio"].notna() & (out.index != best)
+    for column, ratio in (("tok_s", "ratio"), ("tok_s_lo", "ratio_lo"), ("tok_s_hi", "ratio_hi")):
+        out.loc[paired, column] = pace * out.loc[paired, ratio]
+    return out
 
 
 RATIO_COLUMNS = ["ratio", "ratio_lo", "ratio_hi", "ratio_all", "ratio_all_lo", "ratio_all_hi",
@@ -314,7 +346,8 @@ def pair_widths(rates: dict[str, dict[int, float]], twins: dict[str, str] | None
     ranked = [c for c in series if c not in twins]
     if len(series) < 2 or not ranked:
         return {}
-    best = max(ranked, key=lambda c: rate_ci(_drop(series[c], noisy[c]).to_numpy())[0])
+    clean = {c: _drop(series[c], noisy[c]) for c in series}
+    best = _fastest(ranked, pd.Series({c: rate_ci(clean[c].to_numpy())[0] for c in ranked}), clean)
     pairs = [(c, best) for c in ranked if c != best] + [(t, o) for t, o in twins.items() if t in series and o in series]
     return {(a, b): half_width(*paired_ratio(series[a], series[b], noisy[a] | noisy[b])[:3]) for a, b in pairs}
 

@@ -332,8 +332,8 @@ def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
     return table[MICRO].reset_index(drop=True)
 
 
-SUMMARY_FIELDS = ["preset", "backend", "mode", "track", "contender", "threads", "tok_s", "tok_s_ci", "rounds",
-                  "ratio_to_fastest", "ratio_ci", "verdict", "rounds_paired", "disturbed_rounds", "ratio_all",
+SUMMARY_FIELDS = ["preset", "backend", "mode", "track", "contender", "threads", "tok_s", "tok_s_ci", "tok_s_own",
+                  "tok_s_own_ci", "rounds", "ratio_to_fastest", "ratio_ci", "verdict", "rounds_paired", "disturbed_rounds", "ratio_all",
                   "ratio_all_ci", "verdict_all", "twin", "parity", "utilisation", "utilisation_flag", "final_ppl", "metric",
                   "target_ppl", "reached_target", "status"]
 
@@ -481,6 +481,8 @@ def _summary_row(r: pd.Series) -> dict:
     row = {"preset": r["preset_label"], "backend": r["backend"], "mode": r["mode"], "track": r["track"] or None,
            "contender": r["contender"],
            "threads": int(r["threads"]), "tok_s": r["tok_s"], "tok_s_ci": [r["tok_s_lo"], r["tok_s_hi"]],
+           "tok_s_own": r.get("tok_s_own", r["tok_s"]),
+           "tok_s_own_ci": [r.get("tok_s_own_lo", r["tok_s_lo"]), r.get("tok_s_own_hi", r["tok_s_hi"])],
            "rounds": int(r["rounds_timed"]), "ratio_to_fastest": r["ratio"], "ratio_ci": [r["ratio_lo"], r["ratio_hi"]],
            "verdict": r["verdict"], "rounds_paired": int(r["rounds_paired"]),
            "disturbed_rounds": int(r["disturbed_rounds"]),
