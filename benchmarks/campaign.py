@@ -208,7 +208,8 @@ def start(contender: Contender, args: tuple[str, ...], opts: argparse.Namespace,
     cmd += (["--mode", contender.mode] if contender.mode else []) + ([] if peak else ["--no-peak"])
     cmd += ["--workers", str(contender.workers)] if contender.workers else []
     if (contender.tree / "common" / "load.py").is_file():  # a checkout that knows disturbed rounds and twins
-        cmd += ["--extendable"] + (["--parity-check"] if opts.parity else [])
+        cmd += ["--extendable"] + (["--parity-check"] if opts.parity and not contender.twin else [])  # a twin
+        # runs its original's code, checked already
         cmd += ["--twin-of", contender.original] if contender.twin else []
         cmd += ["--campaign-settings", json.dumps(settings(opts))]
     err = scratch / f"{run_id}.stderr"
