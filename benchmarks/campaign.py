@@ -37,7 +37,7 @@ from benchmarks import noise
 from benchmarks import rounds as pipe
 from benchmarks.suites import PlanError, default_rounds, has_track, plan, suite_of, suite_tracks
 from common.errors import RnnbenchError, SpecError
-from common.load import is_disturbed
+from common.load import is_disturbed, wait_quiet
 from common.records import check_name, iter_records, new_campaign_id, new_run_id
 
 REPO = Path(__file__).resolve().parent.parent
@@ -249,17 +249,21 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
             peaked.add(contender.framework)
             children.append(child)
         plan = RoundPlan(max((c.rounds for c in children), default=0), opts, deadline)
-        r = 0
+        r, busy, waited = 0, False, 0.0
         while r < plan.target:
             r += 1
             for child in rotation([c for c in children if not c.finished and plan.runs(c, r)], r):
+                waited += wait_quiet() if busy else 0.0  # after a disturbed slice: let the burst pass first
                 tic = time.perf_counter()
                 if child.go(r) and child.wait_message(opts.contender_timeout) == "hung":
                     say(f"  {child.contender.label}: {_why_not(child, opts)}; the campaign goes on without it")
                 child.slice_s[r] = time.perf_counter() - tic
+                busy = is_disturbed(child.loads.get(r))
             say(f"  [{name}] {round_line(children, r, plan.planned)}")
             if r == plan.target:
                 plan.extend(children, r)
+        if waited:
+            say(f"  [{name}] waited {waited:.0f} s in all for other programs' bursts to pass before slices")
     finally:
         for child in children:
             if not child.finished:
@@ -287,7 +291,8 @@ class RoundPlan:
     """How many rounds a preset gets, and who trains in each. The planned rounds first,
     every contender; then as many replacement rounds as the most-disturbed contender
     had disturbed slices, up to --retry-cap and while the budget lasts (the report
-    leaves disturbed slices out, so each contender gets back the pairs it lost); then,
+    leaves disturbed slices out, so each contender gets back the pairs it lost; with
+    --precision, only for the contenders of intervals still wider than it); then,
     with --precision, checks at a fixed schedule (after those, then every
     PRECISION_STEP rounds): while some ratio interval's half-width is above the target
     and the budget allows, PRECISION_STEP more rounds for the contenders of the
@@ -305,32 +310,36 @@ class RoundPlan:
         needed (a checkout that cannot skip a round number always is)."""
         return r <= self.planned or self.needed is None or child.contender.label in self.needed or not child.numbered
 
-    def fits(self, children: list[Child], rounds: int) -> bool:
-        """Whether `rounds` more rounds of these children end before the deadline, at
-        their mean turn so far."""
+    def fitting(self, children: list[Child]) -> int:
+        """How many more rounds of these children end before the deadline, at their mean
+        turn so far."""
         turn = sum(sum(c.slice_s.values()) / max(1, len(c.slice_s)) for c in children)
-        return time.perf_counter() + rounds * turn <= self.deadline
+        left = self.deadline - time.perf_counter()
+        return max(0, int(left / turn)) if turn > 0 else (MAX_ROUNDS_FACTOR * self.planned if left > 0 else 0)
 
     def extend(self, children: list[Child], r: int) -> None:
         live = [c for c in children if not c.finished]
         if not live or not all(c.extendable for c in live):
             return
+        if self.opts.precision is not None:  # who still needs rounds: both sides of each interval too wide
+            widths = pair_widths(children)
+            self.reached = max(widths.values(), default=0.0)
+            self.needed = {name for pair, width in widths.items() if width > self.opts.precision for name in pair}
         disturbed = max((sum(is_disturbed(x) for k, x in c.loads.items() if k <= r) for c in children), default=0)
         owed = self.planned + min(disturbed, self.opts.retry_cap if self.opts.retry_disturbed else 0)
-        if r < owed and self.fits([c for c in live if self.runs(c, r + 1)], 1):
-            say(f"  up to {disturbed} disturbed round(s) per contender so far: {owed - r} replacement round(s)")
-            self.target = owed
+        room = self.fitting([c for c in live if self.runs(c, r + 1)])
+        if r < owed and self.needed != set() and room >= 1:  # in batches that fit before the deadline
+            batch = min(owed - r, room)
+            whom = "" if self.needed is None else f" for {', '.join(sorted(self.needed))}"
+            say(f"  up to {disturbed} disturbed round(s) per contender so far: {batch} replacement round(s){whom}")
+            self.target = r + batch
             return
         if self.opts.precision is None:
             return
-        widths = pair_widths(children)
-        self.reached = max(widths.values(), default=0.0)
-        self.needed = {name for pair, width in widths.items() if width > self.opts.precision for name in pair}
         head = f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
         if self.reached <= self.opts.precision:
             say(head + "done")
-        elif not self.fits([c for c in live if self.runs(c, r + 1)], PRECISION_STEP) \
-                or r >= MAX_ROUNDS_FACTOR * self.planned:
+        elif room < PRECISION_STEP or r >= MAX_ROUNDS_FACTOR * self.planned:
             say(head + "budget spent, stopping")
         else:
             say(head + f"{PRECISION_STEP} more rounds for {', '.join(sorted(self.needed))}")

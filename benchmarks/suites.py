@@ -75,8 +75,10 @@ SUITES: dict[str, list[dict]] = {
 # interval, each round still several epochs long (a book preset's 500 epochs: 50 each).
 # The default suite's quick presets run one epoch per round: the machine's slow drift
 # (tens of seconds) then changes little within a round, where the pairing cancels it,
-# and more, shorter rounds narrow the intervals faster (docs/design.md).
-SUITE_ROUNDS = {"default": 40, "book": 10, "paper": 6, "smoke": 2, "scaling": 2}
+# and more, shorter rounds narrow the intervals faster; 20 planned rounds, which every
+# contender trains, then precision rounds only for the intervals still too wide
+# (docs/design.md).
+SUITE_ROUNDS = {"default": 20, "book": 10, "paper": 6, "smoke": 2, "scaling": 2}
 # The tracks (backends.base.TRACKS) a suite runs every backend in, as contenders of one
 # campaign (`run --mode TRACK` builds that track's mode); a suite not named here runs
 # each backend's default mode. `book` only where the book has a loop (BOOK_BACKENDS).

@@ -16,10 +16,15 @@ how they were set): above either, the round is `disturbed`.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 FOREIGN_LIMIT = 0.05  # share of the machine other programs may take before a round is disturbed
 STEAL_LIMIT = 0.05  # share of the machine the hypervisor may withhold
+QUIET_SAMPLE_S = 0.1  # the window wait_quiet looks at (10 of /proc/stat's 10 ms ticks per CPU)
+QUIET_LIMIT = 0.1  # the foreign share of such a window that still counts as quiet (its resolution: 0.05)
+QUIET_WAIT_S = 3.0  # the longest wait for a quiet window before a slice starts anyway
 
 
 @dataclass(frozen=True)
@@ -81,3 +86,21 @@ def is_disturbed(load: dict | None) -> bool:
     if not load:
         return False
     return float(load.get("foreign", 0.0)) > FOREIGN_LIMIT or float(load.get("steal", 0.0)) > STEAL_LIMIT
+
+
+def wait_quiet(limit_s: float = QUIET_WAIT_S, sample_s: float = QUIET_SAMPLE_S,
+               snap: Callable[[float], Snapshot | None] = snapshot, clock: Callable[[], float] = time.perf_counter,
+               sleep: Callable[[float], None] = time.sleep) -> float:
+    """Before a slice, after one that was disturbed: wait until other programs take at
+    most QUIET_LIMIT of the machine over one `sample_s` window (the campaign driver's
+    own tree, every contender asleep on its pipe, does not count), at most `limit_s`.
+    A burst that is already running then ends before the next slice starts instead of
+    falling on it. Returns the seconds waited."""
+    began = clock()
+    while clock() - began < limit_s:
+        start = snap(clock())
+        sleep(sample_s)
+        window = round_load(start, snap(clock()), threads=1)
+        if window is None or window["foreign"] <= QUIET_LIMIT:
+            break
+    return clock() - began

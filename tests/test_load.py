@@ -61,3 +61,32 @@ def test_no_measure_without_procfs(tmp_path, monkeypatch):
     monkeypatch.setattr(psutil, "PROCFS_PATH", str(tmp_path / "absent"))
     assert load.snapshot(0.0) is None
     assert load.round_load(None, None, 2) is None and not load.is_disturbed(None)
+
+
+class FakeMachine:
+    """A clock and CPU counters: `foreign` CPU seconds per second in each 0.1 s window."""
+
+    def __init__(self, foreign: list[float]):
+        self.now, self.busy, self.foreign = 0.0, 0.0, list(foreign)
+
+    def snap(self, wall: float) -> load.Snapshot:
+        return load.Snapshot(wall, self.busy, 0.0, 0.0)
+
+    def sleep(self, seconds: float) -> None:
+        rate = self.foreign.pop(0) if self.foreign else 0.0
+        self.busy += rate * seconds
+        self.now += seconds
+
+
+def waited(foreign: list[float], limit_s: float = 3.0) -> float:
+    machine = FakeMachine(foreign)
+    return load.wait_quiet(limit_s, 0.1, machine.snap, lambda: machine.now, machine.sleep)
+
+
+def test_wait_quiet_waits_out_a_burst_and_no_longer():
+    cpus = os.cpu_count() or 1
+    burst = 1.0  # one core busy: half a 2-core machine
+    assert waited([0.0]) == pytest.approx(0.1)  # quiet at once: one window
+    assert waited([burst, burst, burst, 0.0]) == pytest.approx(0.4)  # three busy windows, then quiet
+    assert waited([load.QUIET_LIMIT * cpus * 0.5] * 5) == pytest.approx(0.1)  # light load counts as quiet
+    assert 1.0 - 1e-9 <= waited([burst] * 100, limit_s=1.0) <= 1.1 + 1e-9  # never quiet: gives up at the limit

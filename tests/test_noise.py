@@ -154,6 +154,16 @@ def test_precision_rounds_go_only_to_the_intervals_still_too_wide(tmp_path):
     assert data["precision"]["reached"] <= 0.02 and rows["jax"]["verdict"] == "slower"
 
 
+def test_no_replacement_rounds_where_the_intervals_are_narrow_enough(tmp_path):
+    """With --precision, a disturbed round is replaced only for intervals still too wide."""
+    python = stand_in(tmp_path, {"jax": [3, 8]}, {"pytorch": 50_000.0, "jax": 45_000.0})
+    out = drive(tmp_path, python, "--rounds", "10", "--no-twin", "--precision", "0.05", "--budget", "5")
+    assert out.returncode == 0, out.stderr
+    assert "replacement round" not in out.stdout and "precision ±" in out.stdout and ": done" in out.stdout
+    data, rows = rows_of(tmp_path)
+    assert rows["jax"]["rounds"] == 10 and rows["jax"]["disturbed_rounds"] == 2 and rows["jax"]["verdict"] == "slower"
+
+
 def test_precision_stops_at_the_budget(tmp_path):
     python = stand_in(tmp_path, {}, {"pytorch": 50_000.0, "jax": 45_000.0}, spread=0.2)
     out = drive(tmp_path, python, "--rounds", "6", "--no-twin", "--precision", "0.001", "--budget", "0.0000001")
