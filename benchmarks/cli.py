@@ -63,10 +63,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     camp.add_argument("--campaign-settings", type=json.loads, default=None, help=argparse.SUPPRESS)
     parity = sub.add_parser("parity", help="compare a backend's loss and gradients with the numpy reference")
     _spec_arguments(parity)
-    parity.add_argument("--launched", type=Path, default=None, metavar="DIR",
-                        help="with --workers N: compare what workers started by another launcher (torchrun, "
-                             "MXNet's tools/launch.py, JAX's coordinator variables) left in DIR (their "
-                             "RNNBENCH_OUT), instead of starting them (README, 'Across machines')")
     report = sub.add_parser("report", help="turn recorded runs into tables and plots (needs pandas, matplotlib)")
     _report_arguments(report)
     listing = sub.add_parser("list", help="presets, backends, devices, and each backend's modes with their track")

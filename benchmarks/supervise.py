@@ -6,8 +6,7 @@ itself. The launcher reads every worker's stdout (protocol lines, `benchmarks.ro
 on a thread each and watches the processes:
 - all workers exit 0: done;
 - a worker or helper ends otherwise (killed, an exception, a peer it lost): the rest are
-  stopped (SIGTERM, then SIGKILL after GRACE_S) and the run fails, naming that process,
-  after any worker the OS reports stopped (the one that froze, whose peer then gave up);
+  stopped (SIGTERM, then SIGKILL after GRACE_S) and the run fails, naming that process;
 - nothing is heard from any worker for `timeout` seconds (while not waiting for a
   campaign driver's `go`): a hang, handled as a failure.
 So a run always ends, within the timeout plus GRACE_S.
@@ -120,12 +119,12 @@ class Group:
                     return self._stop(Outcome("interrupted", f"interrupted by {self.stop_reason}"))
                 failed = self._failed()
                 if failed is not None:
-                    return self._stop(Outcome("error", self._blame() + failed))
+                    return self._stop(Outcome("error", failed))
                 if self._workers_done():
                     self._drain(on_message)
                     return self._stop(Outcome("ok"), quiet=True)
                 if not waiting and time.monotonic() - heard > self.timeout:
-                    return self._stop(Outcome("error", self._blame() + (
+                    return self._stop(Outcome("error", (
                         f"no worker made progress for {self.timeout:g} s (a hang; --worker-timeout "
                         f"{self.timeout:g}): the workers were stopped; their logs are in {self.folder}")))
 
@@ -146,14 +145,6 @@ class Group:
             return None
         ended.sort(key=lambda p: (p.popen.returncode >= 0, self.procs.index(p)))
         return f"{ended[0].name} of the data-parallel run {_how(ended[0])}; the other processes were stopped"
-
-    def _blame(self) -> str:
-        """The workers the OS reports stopped (SIGSTOP, a debugger), named first: a peer
-        that fails after them (gloo aborts when its partner's heartbeat stops) only
-        lost them. Empty when none is."""
-        stopped = [p.name for p in self.workers if p.popen.poll() is None and _stopped(p.popen.pid)]
-        return f"{' and '.join(stopped)} stopped making progress (stopped by a signal, e.g. SIGSTOP); then: " \
-            if stopped else ""
 
     def _workers_done(self) -> bool:
         return all(p.popen.poll() == 0 for p in self.workers)
@@ -178,16 +169,6 @@ def _signal(proc: Proc, sig: int) -> None:
         os.killpg(proc.popen.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _stopped(pid: int) -> bool:
-    """Whether the OS reports the process stopped (state T or t)."""
-    try:
-        import psutil
-
-        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
-    except Exception:  # noqa: BLE001 - gone, or no psutil: nothing to blame
-        return False
 
 
 def _how(proc: Proc) -> str:

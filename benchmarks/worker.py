@@ -1,9 +1,8 @@
 """One data-parallel worker process: `python -m benchmarks.worker run|parity ...`.
 
-Started by `benchmarks.workers`, or by a framework's own launcher across machines
-(torchrun, MXNet's tools/launch.py, JAX's coordinator variables: README, "Across
-machines"), with the launcher's environment (rank, worker count, port, where to write,
-the hang timeout) and the framework's own (torchrun's, DMLC_*). It joins its framework's group when the model is built, then:
+Started by `benchmarks.workers` (never by hand), with the launcher's environment
+(rank, worker count, port, where to write, the hang timeout) and the framework's own
+(torchrun's, DMLC_*). It joins its framework's group when the model is built, then:
 
 - `run`: the harness's ordinary run (same batches, same epochs, same gate), with the
   backend's data-parallel model; its record goes to a private folder, from which the
@@ -11,8 +10,7 @@ the hang timeout) and the framework's own (torchrun's, DMLC_*). It joins its fra
   gradient's size (every worker takes part). Each epoch is announced on stdout
   (`@rnnbench epoch row=...`), which is also the launcher's sign of life;
 - `parity`: the averaged loss and gradients for the first batch, then a few steps;
-  the engine's rank 0 saves them for `parity --workers N` to compare (`--launched
-  DIR` when another launcher started the workers).
+  worker 0 saves them for the launcher to compare.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from backends import load_backend
-from backends.distributed import load_distributed
+from backends.distributed import RANK, load_distributed
 from benchmarks.rounds import say
 
 OUT, TIMEOUT = "RNNBENCH_OUT", "RNNBENCH_WORKER_TIMEOUT"
@@ -45,7 +43,7 @@ def main(argv: list[str]) -> int:
     built = {}
 
     def build(backend, spec, vocab_size, device, params, mode):
-        built["rank"], _ = dist.join(float(os.environ[TIMEOUT]))  # the engine's rank, under any launcher
+        dist.join(float(os.environ[TIMEOUT]))
         built["model"] = dist.build(backend, spec, vocab_size, device, params, mode)
         return built["model"]
 
@@ -79,7 +77,7 @@ def parity_task(args, spec, book, out: Path, backend, build, dist, built: dict) 
     loss, grads = model.loss_and_grads(X, Y)
     model.train_epoch(batches)
     after = model.get_params()
-    if built["rank"] == 0:
+    if os.environ.get(RANK) == "0":
         np.savez(out / "parity.npz", loss=np.float64(loss), **{f"grad:{k}": v for k, v in grads.items()},
                  **{f"param:{k}": v for k, v in after.items()})
     return 0
@@ -96,8 +94,6 @@ def _exit_now(code: int) -> None:
 if __name__ == "__main__":
     try:
         code = main(sys.argv[1:])
-    except SystemExit as exc:  # argparse; or MXNet's scheduler and server roles, which end in `import mxnet`
-        _exit_now(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
     except BaseException:  # noqa: BLE001 - reported, then the process ends at once
         traceback.print_exc()
         _exit_now(1)

@@ -248,28 +248,14 @@ def finish_record(record: dict, outcome: Outcome, workers: int, engine: str, thr
 def cmd_parity(args: argparse.Namespace, spec: RunSpec) -> int:
     """N workers against one process on the whole batch, and against the numpy reference."""
     backend, dist, mode, threads = check_request(args, spec)
-    if getattr(args, "launched", None) is not None:
-        got = launched_parity(args.launched)
-    else:
-        folder = Path(tempfile.mkdtemp(prefix="rnnbench-parity-"))
-        outcome = start("parity", args, dist, mode, threads, folder).supervise(lambda *a: False)
-        if outcome.status != "ok":
-            raise SpecError(f"parity with {args.workers} workers did not finish: {outcome.message}")
-        got = dict(np.load(folder / "rank0" / "parity.npz"))
-        shutil.rmtree(folder, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix="rnnbench-parity-"))
+    outcome = start("parity", args, dist, mode, threads, folder).supervise(lambda *a: False)
+    if outcome.status != "ok":
+        raise SpecError(f"parity with {args.workers} workers did not finish: {outcome.message}")
+    got = np.load(folder / "rank0" / "parity.npz")
     result = compare(backend, spec, args, mode, got)
+    shutil.rmtree(folder, ignore_errors=True)
     return 0 if print_parity(args.backend, mode, args.workers, dist.engine(args.device), result) else 1
-
-
-def launched_parity(folder: Path) -> dict[str, np.ndarray]:
-    """What rank 0 of externally launched `benchmarks.worker parity` workers saved."""
-    path = folder / "parity.npz"
-    try:
-        return dict(np.load(path))
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"--launched {folder}: no readable parity.npz there ({exc.__class__.__name__}): start the "
-                        f"workers with RNNBENCH_OUT={folder} and `python -m benchmarks.worker parity ...` under "
-                        "your launcher first (README, 'Across machines')") from None
 
 
 def compare(backend, spec: RunSpec, args, mode: str, got) -> dict:

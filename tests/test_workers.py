@@ -107,7 +107,6 @@ def test_a_frozen_worker_ends_the_run_as_error_after_the_timeout(data_dir, tmp_p
     # aborts its partner (JAX's gloo does, at times): both end the run as `error`, no hang.
     ended = ("no worker made progress for 8 s", "was killed by SIGABRT")
     assert record["status"] == "error" and any(e in record["error"] for e in ended), record["error"]
-    assert record["error"].startswith("worker 1 stopped making progress"), record["error"]  # the one that froze
 
 
 @pytest.mark.parametrize(("args", "needle"), [

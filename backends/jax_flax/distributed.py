@@ -1,8 +1,7 @@
 """JAX data-parallel training: `jax.distributed` processes and one global device mesh.
 
 Each worker is a process with one CPU device (or one GPU); `jax.distributed.initialize`
-joins them through a coordinator on loopback (bound there, not on every interface, unless
-RNNBENCH_COORDINATOR names another host's), and CPU collectives go through gloo
+joins them through a coordinator on loopback, and CPU collectives go through gloo
 (`jax_cpu_collectives_implementation`). The batch is a global array sharded over the
 mesh's `data` axis (each process supplies its own rows, `common.shards`); parameters,
 optimizer state and the loss are replicated. The training step is the single-process
@@ -51,12 +50,10 @@ def join(timeout_s: float) -> tuple[int, int]:
     """Join the coordinator (process 0 runs it) with gloo CPU collectives."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     rank, workers = int(os.environ[RANK]), int(os.environ[WORKERS])
-    across = os.environ.get(COORDINATOR)  # another host's, across machines: it listens on every interface
-    address = across or f"{LOOPBACK}:{os.environ[PORT]}"
+    address = os.environ.get(COORDINATOR) or f"{LOOPBACK}:{os.environ[PORT]}"  # another host's, across machines
     device = base.parse_device(os.environ.get("RNNBENCH_DEVICE", "cpu"))
     local = None if device.kind == "cpu" else [device.index]  # one GPU per process
     jax.distributed.initialize(address, num_processes=workers, process_id=rank, local_device_ids=local,
-                               coordinator_bind_address=None if across else address,
                                initialization_timeout=int(timeout_s), heartbeat_timeout_seconds=int(timeout_s),
                                shutdown_timeout_seconds=int(timeout_s))
     return jax.process_index(), jax.process_count()

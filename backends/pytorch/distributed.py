@@ -1,12 +1,8 @@
 """PyTorch data-parallel training: `torch.distributed` and `DistributedDataParallel`.
 
-Processes rendezvous with torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR, MASTER_PORT), so a worker started by `torchrun` joins the same way as one
-started by `benchmarks.workers`. Started by `benchmarks.workers` (one machine), every
-socket is on loopback: rank 0 hosts the rendezvous store on a socket it bound to
-127.0.0.1 itself (`env://` would listen on every interface) and gloo's pairs use the
-loopback interface (`GLOO_SOCKET_IFNAME`). Under torchrun (across machines) `env://`
-and the interfaces torchrun's user chose. Backend: `gloo` on the CPU, `nccl` on GPUs
+Processes rendezvous through `env://` with torchrun's variables (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so a worker started by `torchrun` joins the same
+way as one started by `benchmarks.workers`. Backend: `gloo` on the CPU, `nccl` on GPUs
 (one worker per GPU). DDP averages the gradients during `backward` (bucketed
 all-reduces overlapping the backward pass); clipping then reads the averaged gradients
 (`TorchModel._clip`), and every worker takes the same optimizer step.
@@ -15,7 +11,6 @@ all-reduces overlapping the backward pass); clipping then reads the averaged gra
 from __future__ import annotations
 
 import os
-import socket
 import time
 from datetime import timedelta
 
@@ -25,7 +20,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from backends.base import EpochStats, parse_device
-from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, PORT, Launch
+from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, Launch
 from backends.pytorch.backend import MODES, TorchBackend, _torch_device
 from backends.pytorch.model import TorchModel
 from common.errors import DeviceUnavailable
@@ -47,46 +42,15 @@ def launch(workers: int, port: int, device: str) -> Launch:
                 f"{torch.cuda.device_count()} GPU(s), NCCL {'available' if dist.is_nccl_available() else 'absent'}: "
                 "use --device cpu (gloo), or fewer workers")
     common = {"MASTER_ADDR": LOOPBACK, "MASTER_PORT": str(port), "WORLD_SIZE": str(workers),
-              "LOCAL_WORLD_SIZE": str(workers), "GLOO_SOCKET_IFNAME": loopback_interface()}
+              "LOCAL_WORLD_SIZE": str(workers)}
     return Launch([{**common, "RANK": str(r), "LOCAL_RANK": str(r)} for r in range(workers)])
 
 
-def loopback_interface() -> str:
-    """The name of the interface that holds 127.0.0.1 (`lo` on Linux, `lo0` on macOS)."""
-    import psutil
-
-    return next((name for name, addrs in psutil.net_if_addrs().items()
-                 if any(a.address == LOOPBACK for a in addrs)), "lo")
-
-
 def join(timeout_s: float) -> tuple[int, int]:
-    """Join the group from torchrun's environment; collectives give up after `timeout_s`.
-    Under rnnbench's own launcher (RNNBENCH_PORT set) the store listens on loopback only."""
+    """Join the group from torchrun's environment; collectives give up after `timeout_s`."""
     backend = "nccl" if os.environ.get("RNNBENCH_DEVICE", "cpu") != "cpu" else "gloo"
-    timeout = timedelta(seconds=timeout_s)
-    if os.environ.get(PORT) is None:
-        dist.init_process_group(backend, init_method="env://", timeout=timeout)
-    else:
-        rank, workers = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        store = _loopback_store(int(os.environ["MASTER_PORT"]), rank, workers, timeout)
-        dist.init_process_group(backend, store=store, rank=rank, world_size=workers, timeout=timeout)
+    dist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size()
-
-
-_LISTENER: list[socket.socket] = []  # rank 0's bound socket, kept open while its store serves
-
-
-def _loopback_store(port: int, rank: int, workers: int, timeout: timedelta) -> dist.TCPStore:
-    """The rendezvous store on 127.0.0.1:port: rank 0 binds the socket itself and hands
-    it to the store's server (TCPStore's `master_listen_fd`); the others connect."""
-    if rank != 0:
-        return dist.TCPStore(LOOPBACK, port, workers, is_master=False, timeout=timeout)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((LOOPBACK, port))
-    listener.listen(workers * 2)
-    _LISTENER.append(listener)
-    return dist.TCPStore(LOOPBACK, port, workers, is_master=True, timeout=timeout, master_listen_fd=listener.fileno())
 
 
 def leave() -> None:
