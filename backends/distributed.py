@@ -36,7 +36,19 @@ from common.errors import SpecError
 # framework import so that the campaign can run the 1-worker baseline in the same mode.
 DATA_PARALLEL_MODE = {"pytorch": "nn", "mxnet": "hybridized", "jax": "scan"}
 RANK, WORKERS, PORT = "RNNBENCH_RANK", "RNNBENCH_WORKERS", "RNNBENCH_PORT"
-LOOPBACK = "127.0.0.1"
+LOOPBACK = "127.0.0.1"  # where a single-machine run listens (our launcher is one machine's)
+
+
+def loopback_interface() -> str:
+    """The name of the interface that holds 127.0.0.1 (`lo` on Linux, `lo0` on macOS):
+    gloo binds its sockets to the interface it is given (GLOO_SOCKET_IFNAME), else to
+    the address the host name resolves to, which may face the network."""
+    import psutil  # the environment tools, in every venv
+
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.address == LOOPBACK for a in addresses):
+            return name
+    return "lo"
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     camp.add_argument("--campaign-settings", type=json.loads, default=None, help=argparse.SUPPRESS)
     parity = sub.add_parser("parity", help="compare a backend's loss and gradients with the numpy reference")
     _spec_arguments(parity)
+    parity.add_argument("--launched", type=Path, default=None, metavar="DIR",
+                        help="check the parity.npz that workers started by torchrun, MXNet's launch.py or by hand "
+                             "wrote to DIR (their RNNBENCH_OUT; README, Across machines)")
     report = sub.add_parser("report", help="turn recorded runs into tables and plots (needs pandas, matplotlib)")
     _report_arguments(report)
     listing = sub.add_parser("list", help="presets, backends, devices, and each backend's modes with their track")
@@ -211,6 +214,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from benchmarks.parity import check, print_report
 
     spec, _ = resolve_spec(args)
+    if args.launched is not None:
+        return workers.cmd_launched_parity(args, spec)
     if workers.wanted(args):
         return workers.cmd_parity(args, spec)
     result = check(args.backend, spec, args.device, args.data_dir, args.threads, args.mode)

@@ -124,9 +124,7 @@ class Group:
                     self._drain(on_message)
                     return self._stop(Outcome("ok"), quiet=True)
                 if not waiting and time.monotonic() - heard > self.timeout:
-                    return self._stop(Outcome("error", (
-                        f"no worker made progress for {self.timeout:g} s (a hang; --worker-timeout "
-                        f"{self.timeout:g}): the workers were stopped; their logs are in {self.folder}")))
+                    return self._stop(Outcome("error", self._hang()))
 
     def _drain(self, on_message) -> None:
         """The last lines of workers that have exited (their readers end at EOF)."""
@@ -139,12 +137,41 @@ class Group:
 
     def _failed(self) -> str | None:
         """The first process that ended badly: one killed by a signal before one that
-        exited with an error (which is often only the peer that lost it)."""
+        exited with an error (which is often only the peer that lost it). A process the
+        OS reports stopped (SIGSTOP, a debugger) is named first: its peers' failures
+        (gloo's abort when a peer stops answering) follow from it."""
         ended = [p for p in self.procs if p.popen.poll() not in (None, 0)]
         if not ended:
             return None
+        stopped = self._stopped()
+        if stopped:
+            return (f"{stopped[0].name} of the data-parallel run stopped making progress (the OS reports it "
+                    f"stopped: SIGSTOP or a debugger), and {ended[0].name} then {_how(ended[0])}; "
+                    f"the other processes were stopped")
         ended.sort(key=lambda p: (p.popen.returncode >= 0, self.procs.index(p)))
         return f"{ended[0].name} of the data-parallel run {_how(ended[0])}; the other processes were stopped"
+
+    def _stopped(self) -> list[Proc]:
+        """The processes the OS reports stopped (psutil; none where it cannot tell)."""
+        try:
+            import psutil
+        except ImportError:
+            return []
+        found = []
+        for p in self.procs:
+            try:
+                if p.popen.poll() is None and psutil.Process(p.popen.pid).status() == psutil.STATUS_STOPPED:
+                    found.append(p)
+            except psutil.Error:
+                pass
+        return found
+
+    def _hang(self) -> str:
+        stopped = self._stopped()
+        who = (f"{', '.join(p.name for p in stopped)} {'is' if len(stopped) == 1 else 'are'} stopped "
+               f"(SIGSTOP or a debugger); " if stopped else "")
+        return (f"no worker made progress for {self.timeout:g} s (a hang; {who}--worker-timeout "
+                f"{self.timeout:g}): the workers were stopped; their logs are in {self.folder}")
 
     def _workers_done(self) -> bool:
         return all(p.popen.poll() == 0 for p in self.workers)

@@ -1,8 +1,10 @@
 """One data-parallel worker process: `python -m benchmarks.worker run|parity ...`.
 
-Started by `benchmarks.workers` (never by hand), with the launcher's environment
-(rank, worker count, port, where to write, the hang timeout) and the framework's own
-(torchrun's, DMLC_*). It joins its framework's group when the model is built, then:
+Started by `benchmarks.workers`, with the launcher's environment (rank, worker count,
+port, where to write, the hang timeout) and the framework's own (torchrun's, DMLC_*);
+or, across machines, by the framework's launcher (`torchrun`, MXNet's `launch.py`, one
+process per host for JAX) with RNNBENCH_OUT set (README, "Across machines"). The rank
+is the engine's, from joining its group. It joins its framework's group when the model is built, then:
 
 - `run`: the harness's ordinary run (same batches, same epochs, same gate), with the
   backend's data-parallel model; its record goes to a private folder, from which the
@@ -25,11 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from backends import load_backend
-from backends.distributed import RANK, load_distributed
+from backends.distributed import load_distributed
 from benchmarks.rounds import say
+from common.errors import RnnbenchError
 
 OUT, TIMEOUT = "RNNBENCH_OUT", "RNNBENCH_WORKER_TIMEOUT"
 PARITY_STEPS = 3  # optimizer steps compared after the gradients
+DEFAULT_TIMEOUT_S = 600.0  # collectives' timeout when a foreign launcher sets no RNNBENCH_WORKER_TIMEOUT
 
 
 def main(argv: list[str]) -> int:
@@ -37,13 +41,17 @@ def main(argv: list[str]) -> int:
 
     args = parse_args(argv)
     spec, book = resolve_spec(args)
+    if not os.environ.get(OUT):
+        raise RnnbenchError(f"{OUT} is not set: name the folder this worker writes to, e.g. {OUT}=/tmp/parity "
+                            "(README, Across machines)")
     out = Path(os.environ[OUT])
+    out.mkdir(parents=True, exist_ok=True)
     backend = load_backend(args.backend, args.threads)
     dist = load_distributed(args.backend)
     built = {}
 
     def build(backend, spec, vocab_size, device, params, mode):
-        dist.join(float(os.environ[TIMEOUT]))
+        built["rank"], built["workers"] = dist.join(float(os.environ.get(TIMEOUT, DEFAULT_TIMEOUT_S)))
         built["model"] = dist.build(backend, spec, vocab_size, device, params, mode)
         return built["model"]
 
@@ -77,9 +85,9 @@ def parity_task(args, spec, book, out: Path, backend, build, dist, built: dict) 
     loss, grads = model.loss_and_grads(X, Y)
     model.train_epoch(batches)
     after = model.get_params()
-    if os.environ.get(RANK) == "0":
-        np.savez(out / "parity.npz", loss=np.float64(loss), **{f"grad:{k}": v for k, v in grads.items()},
-                 **{f"param:{k}": v for k, v in after.items()})
+    if built["rank"] == 0:
+        np.savez(out / "parity.npz", loss=np.float64(loss), workers=np.int64(built["workers"]),
+                 **{f"grad:{k}": v for k, v in grads.items()}, **{f"param:{k}": v for k, v in after.items()})
     return 0
 
 
@@ -94,6 +102,11 @@ def _exit_now(code: int) -> None:
 if __name__ == "__main__":
     try:
         code = main(sys.argv[1:])
+    except SystemExit:  # argparse; MXNet's server and scheduler roles end inside `import mxnet`
+        raise
+    except RnnbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        _exit_now(2)
     except BaseException:  # noqa: BLE001 - reported, then the process ends at once
         traceback.print_exc()
         _exit_now(1)

@@ -252,10 +252,31 @@ def cmd_parity(args: argparse.Namespace, spec: RunSpec) -> int:
     outcome = start("parity", args, dist, mode, threads, folder).supervise(lambda *a: False)
     if outcome.status != "ok":
         raise SpecError(f"parity with {args.workers} workers did not finish: {outcome.message}")
-    got = np.load(folder / "rank0" / "parity.npz")
+    saved = sorted(folder.glob("rank*/parity.npz"))  # the engine's rank 0 (MXNet's scheduler numbers them)
+    if not saved:
+        raise SpecError(f"parity with {args.workers} workers left no parity.npz: their logs are in {folder}")
+    got = np.load(saved[0])
     result = compare(backend, spec, args, mode, got)
     shutil.rmtree(folder, ignore_errors=True)
     return 0 if print_parity(args.backend, mode, args.workers, dist.engine(args.device), result) else 1
+
+
+def cmd_launched_parity(args: argparse.Namespace, spec: RunSpec) -> int:
+    """The same check for workers another launcher started (torchrun, MXNet's
+    `launch.py`, JAX processes by hand): their worker 0 left `parity.npz` in DIR."""
+    mode = check_mode(args.backend, args.mode, DATA_PARALLEL_MODE[args.backend])
+    saved = args.launched / "parity.npz"
+    if not saved.is_file():
+        raise SpecError(f"{saved} not found: start the workers with `python -m benchmarks.worker parity ...` and "
+                        f"{OUT}={args.launched} (README, Across machines), then run this again")
+    try:
+        got = dict(np.load(saved))
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{saved} cannot be read ({exc}): run the workers again") from None
+    backend = load_backend(args.backend, args.threads)
+    result = compare(backend, spec, args, mode, got)
+    engine = load_distributed(args.backend).engine(args.device)
+    return 0 if print_parity(args.backend, mode, int(got["workers"]), engine, result) else 1
 
 
 def compare(backend, spec: RunSpec, args, mode: str, got) -> dict:

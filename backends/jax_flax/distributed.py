@@ -2,7 +2,10 @@
 
 Each worker is a process with one CPU device (or one GPU); `jax.distributed.initialize`
 joins them through a coordinator on loopback, and CPU collectives go through gloo
-(`jax_cpu_collectives_implementation`). The batch is a global array sharded over the
+(`jax_cpu_collectives_implementation`). On one machine both listen on loopback only:
+the coordinator is bound to 127.0.0.1 (JAX's default binds every interface) and gloo
+is given the loopback interface. With RNNBENCH_COORDINATOR (runs across machines) JAX's
+own defaults apply. The batch is a global array sharded over the
 mesh's `data` axis (each process supplies its own rows, `common.shards`); parameters,
 optimizer state and the loss are replicated. The training step is the single-process
 one (`steps.Compiled`), jitted over those shardings: XLA's partitioner inserts the
@@ -27,7 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from backends import base
-from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, PORT, RANK, WORKERS, Launch
+from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, PORT, RANK, WORKERS, Launch, loopback_interface
 from backends.jax_flax.backend import MODES, JaxBackend
 from backends.jax_flax.model import JaxModel
 from common.shards import shard, shards
@@ -50,13 +53,37 @@ def join(timeout_s: float) -> tuple[int, int]:
     """Join the coordinator (process 0 runs it) with gloo CPU collectives."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     rank, workers = int(os.environ[RANK]), int(os.environ[WORKERS])
-    address = os.environ.get(COORDINATOR) or f"{LOOPBACK}:{os.environ[PORT]}"  # another host's, across machines
+    across = os.environ.get(COORDINATOR)  # another host's address, across machines
+    address = across or f"{LOOPBACK}:{os.environ[PORT]}"
+    bind = None if across else address
+    if not across:
+        _gloo_on_loopback()
     device = base.parse_device(os.environ.get("RNNBENCH_DEVICE", "cpu"))
     local = None if device.kind == "cpu" else [device.index]  # one GPU per process
     jax.distributed.initialize(address, num_processes=workers, process_id=rank, local_device_ids=local,
+                               coordinator_bind_address=bind,
                                initialization_timeout=int(timeout_s), heartbeat_timeout_seconds=int(timeout_s),
                                shutdown_timeout_seconds=int(timeout_s))
     return jax.process_index(), jax.process_count()
+
+
+def _gloo_on_loopback() -> None:
+    """Make the CPU client's gloo collectives bind the loopback interface. JAX builds
+    them itself (`xla_bridge`, when the CPU backend starts) with no interface, so gloo
+    would bind the address the host name resolves to; the builder is wrapped to pass
+    one. A JAX without that builder keeps its default."""
+    from jax._src import xla_bridge
+
+    make = getattr(xla_bridge._jax, "make_gloo_tcp_collectives", None)
+    if make is None or getattr(make, "loopback", False):
+        return
+    interface = loopback_interface()
+
+    def on_loopback(distributed_client, hostname=None, interface_=None, **kwargs):
+        return make(distributed_client=distributed_client, interface=interface)
+
+    on_loopback.loopback = True
+    xla_bridge._jax.make_gloo_tcp_collectives = on_loopback
 
 
 def leave() -> None:

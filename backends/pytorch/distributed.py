@@ -1,8 +1,12 @@
 """PyTorch data-parallel training: `torch.distributed` and `DistributedDataParallel`.
 
-Processes rendezvous through `env://` with torchrun's variables (RANK, WORLD_SIZE,
-LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so a worker started by `torchrun` joins the same
-way as one started by `benchmarks.workers`. Backend: `gloo` on the CPU, `nccl` on GPUs
+Processes rendezvous with torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR, MASTER_PORT), so a worker started by `torchrun` joins the same way as one
+started by `benchmarks.workers`. Under our own launcher (one machine) everything listens
+on loopback only: worker 0 binds the store's socket to 127.0.0.1 itself and hands it to
+`TCPStore` (whose own server would bind every interface), and gloo is given the
+loopback interface (GLOO_SOCKET_IFNAME). Under `torchrun` its `env://` store and the
+interfaces it is given are the user's choice, for runs across machines. Backend: `gloo` on the CPU, `nccl` on GPUs
 (one worker per GPU). DDP averages the gradients during `backward` (bucketed
 all-reduces overlapping the backward pass); clipping then reads the averaged gradients
 (`TorchModel._clip`), and every worker takes the same optimizer step.
@@ -11,6 +15,7 @@ all-reduces overlapping the backward pass); clipping then reads the averaged gra
 from __future__ import annotations
 
 import os
+import socket
 import time
 from datetime import timedelta
 
@@ -20,7 +25,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from backends.base import EpochStats, parse_device
-from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, Launch
+from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, PORT, Launch, loopback_interface
 from backends.pytorch.backend import MODES, TorchBackend, _torch_device
 from backends.pytorch.model import TorchModel
 from common.errors import DeviceUnavailable
@@ -42,15 +47,41 @@ def launch(workers: int, port: int, device: str) -> Launch:
                 f"{torch.cuda.device_count()} GPU(s), NCCL {'available' if dist.is_nccl_available() else 'absent'}: "
                 "use --device cpu (gloo), or fewer workers")
     common = {"MASTER_ADDR": LOOPBACK, "MASTER_PORT": str(port), "WORLD_SIZE": str(workers),
-              "LOCAL_WORLD_SIZE": str(workers)}
+              "LOCAL_WORLD_SIZE": str(workers), "GLOO_SOCKET_IFNAME": loopback_interface()}
     return Launch([{**common, "RANK": str(r), "LOCAL_RANK": str(r)} for r in range(workers)])
 
 
 def join(timeout_s: float) -> tuple[int, int]:
-    """Join the group from torchrun's environment; collectives give up after `timeout_s`."""
+    """Join the group from torchrun's environment; collectives give up after `timeout_s`.
+    Started by our launcher (RNNBENCH_PORT set), the store listens on loopback only."""
     backend = "nccl" if os.environ.get("RNNBENCH_DEVICE", "cpu") != "cpu" else "gloo"
-    dist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=timeout_s))
+    timeout = timedelta(seconds=timeout_s)
+    if PORT not in os.environ:
+        dist.init_process_group(backend, init_method="env://", timeout=timeout)
+        return dist.get_rank(), dist.get_world_size()
+    rank, workers = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    dist.init_process_group(backend, store=_loopback_store(rank, workers, timeout), rank=rank,
+                            world_size=workers, timeout=timeout)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _loopback_store(rank: int, workers: int, timeout: timedelta) -> dist.TCPStore:
+    """The rendezvous store on 127.0.0.1:MASTER_PORT; worker 0 serves it from a socket
+    it bound to loopback (the launcher checked that the port was free)."""
+    port = int(os.environ["MASTER_PORT"])
+    if rank != 0:
+        return dist.TCPStore(LOOPBACK, port, workers, is_master=False, timeout=timeout)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((LOOPBACK, port))
+    listener.listen(128)
+    store = dist.TCPStore(LOOPBACK, port, workers, is_master=True, timeout=timeout,
+                          master_listen_fd=listener.fileno())
+    _KEEP.append(listener)  # the store serves on this socket for the run's life
+    return store
+
+
+_KEEP: list[socket.socket] = []
 
 
 def leave() -> None:
