@@ -33,13 +33,14 @@ from benchmarks.rounds import Gate, epoch_rounds
 from common import metrics
 from common.batches import eval_splits, train_batches
 from common.corpus import Corpus, load_corpus
-from common.environment import machine_environment, machine_fingerprint, peak_rss_mb
+from common.environment import machine_environment, machine_fingerprint
 from common.errors import ResultsUnwritable, RunInterrupted, SpecError
 from common.flops import train_flops_per_token
 from common.memory import check_fits
 from common.metrics import perplexity, reached_target, steady_state
 from common.params import init_params
 from common.records import SCHEMA, append_record, new_campaign_id, new_run_id, utc_now
+from common.rss import Watermark, process_peak_mib
 from common.specs import RunSpec, preset_name
 
 SAMPLE_PREFIXES = {"time_machine": ("time traveller", "traveller"), "jaychou_lyrics": ("分开", "不分开"),
@@ -89,6 +90,7 @@ class RunState:
     extra_epochs: list[dict[str, Any]] = field(default_factory=list)  # timing-only rounds after the preset
     parity: dict[str, Any] | None = None  # the pre-timing check against the numpy reference
     loads: dict[int, dict] = field(default_factory=dict)  # per round: CPU others took (common.load)
+    memory: Watermark | None = None  # resident memory from the first epoch on (common.rss)
 
 
 def results_file(req: RunRequest) -> Path:
@@ -280,6 +282,7 @@ def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: Run
     epoch's learning rate comes from the spec's schedule, set (outside the clock) when
     it changes; `valid` is evaluated after every epoch."""
     lr = spec.train.lr  # what the model was built with
+    state.memory = Watermark()  # after the peak measurement and the parity check: training's own peak
     for epoch in range(spec.train.epochs):
         if gate is not None:
             gate.before_epoch(epoch, state.epochs)
@@ -419,7 +422,8 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     env["heap"] = heap_settings()
     warnings = thread_warnings(req, env["framework"])
     summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs), state.test_ppl)
-    summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=peak_rss_mb())
+    summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=process_peak_mib(),
+                   **(state.memory.fields() if state.memory is not None else {}))
     summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))
     summary.update(peak_flops_own=max(state.peaks.values()) if state.peaks else None, peaks=state.peaks)
     record = {

@@ -26,8 +26,8 @@ def describe_run(record: dict) -> str:
         ("tokens/sec", f"{_fmt(s['tok_s_median'], ',.0f')} median of later epochs "
                        f"(min {_fmt(s['tok_s_min'], ',.0f')}, max {_fmt(s['tok_s_max'], ',.0f')})"),
         ("warm-up", f"{_fmt(s['warmup_s'], '.2f')} s (first epoch, incl. compile)"),
-        ("training time", f"{_fmt(s['train_s'], '.1f')} s (wall {_fmt(s['wall_s'], '.1f')} s, "
-                          f"peak memory {_fmt(s['peak_rss_mb'], ',.0f')} MiB)"),
+        ("training time", f"{_fmt(s['train_s'], '.1f')} s (wall {_fmt(s['wall_s'], '.1f')} s)"),
+        ("memory", _memory(s)),
     ]
     if s.get("utilisation") is not None:
         share = s["utilisation"]
@@ -71,3 +71,14 @@ def describe_environment(listings: list[dict] | None = None) -> str:
             default = ", default" if m["default"] else ""
             lines.append(f"    {m['mode']:12s} [{m['track']}{default}] {m['description']}")
     return "\n".join(lines)
+
+
+def _memory(s: dict) -> str:
+    """Training's peak resident memory and what training added (common.rss), else the
+    process peak (records written before the watermark)."""
+    if s.get("train_peak_rss_mb") is None:
+        return f"peak {_fmt(s.get('peak_rss_mb'), ',.0f')} MiB (the process's)"
+    scope = "in training" if s.get("peak_scope") == "training" else "of the process (no per-training peak here)"
+    start = s.get("rss_start_mb")
+    added = f", +{s['train_peak_rss_mb'] - start:,.0f} MiB over the {start:,.0f} MiB at its start" if start else ""
+    return f"peak {s['train_peak_rss_mb']:,.0f} MiB {scope}{added}"

@@ -271,8 +271,9 @@ def cmd_launched_parity(args: argparse.Namespace, spec: RunSpec) -> int:
                         f"{OUT}={args.launched} (README, Across machines), then run this again")
     try:
         got = dict(np.load(saved))
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"{saved} cannot be read ({exc}): run the workers again") from None
+    except (OSError, ValueError, EOFError) as exc:  # numpy's text for a non-npz file would advise unpickling it
+        raise SpecError(f"{saved} is not a parity.npz that `benchmarks.worker parity` wrote "
+                        f"({type(exc).__name__}): run the workers again") from None
     backend = load_backend(args.backend, args.threads)
     result = compare(backend, spec, args, mode, got)
     engine = load_distributed(args.backend).engine(args.device)

@@ -117,10 +117,3 @@ def machine_environment() -> dict:
         "git": git_state(),
         "fingerprint": machine_fingerprint(),
     }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

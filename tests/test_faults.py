@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import campaign as camp
 from common.errors import SpecError
 from common.files import replacing, write_text
 from common.records import iter_located

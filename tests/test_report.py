@@ -286,7 +286,8 @@ def test_cli_entry(results, tmp_path, capsys):
     add_report_arguments(parser)
     assert run_report(parser.parse_args(["--results", str(results), "--out", str(tmp_path / "o")])) == 0
     captured = capsys.readouterr()
-    assert "mixed.jsonl: 2 of 3 lines skipped (line 1: not JSON" in captured.err and (tmp_path / "o" / "REPORT.html").is_file()
+    assert "mixed.jsonl: 2 of 3 lines skipped (line 1: not JSON" in captured.err
+    assert (tmp_path / "o" / "REPORT.html").is_file()
     assert run_report(parser.parse_args(["--results", str(tmp_path / "missing")])) == 2
     assert run_report(parser.parse_args(["--results", str(results), "--since", "yesterday"])) == 2
 

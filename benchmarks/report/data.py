@@ -171,6 +171,7 @@ def flatten(record: dict) -> dict[str, Any]:
         **{f"tok_s_{k}": v for k, v in tok.items()}, **utilisation(summary, tok["median"]),
         **{k: _num(summary.get(k)) for k in ("warmup_s", "train_s", "wall_s", "peak_rss_mb", "target_ppl",
                                              "time_to_target_s")},
+        **memory_of(summary),
         "samples": record.get("samples") or {}, "env": env, "git_commit": env.get("git_commit") or "",
         "framework_version": framework.get("version", "?"),
         "workers": int(record.get("workers") or 1), "engine": record.get("engine") or "",
@@ -231,6 +232,17 @@ def _status_counts(statuses: pd.Series) -> str:
     counts = statuses.value_counts()
     order = ["ok", "diverged", "interrupted", "error"]
     return ", ".join(f"{counts[s]} {s}" for s in order + sorted(set(counts.index) - set(order)) if s in counts)
+
+
+def memory_of(summary: dict) -> dict:
+    """`peak_mem_mb`: training's peak resident memory (common.rss), or the process's
+    peak for records written before it was kept (`mem_scope` says which);
+    `mem_increase_mb`: what training added over its start."""
+    train, start = _num(summary.get("train_peak_rss_mb")), _num(summary.get("rss_start_mb"))
+    if math.isnan(train):
+        return {"peak_mem_mb": _num(summary.get("peak_rss_mb")), "mem_increase_mb": math.nan, "mem_scope": "process"}
+    scope = summary.get("peak_scope") if summary.get("peak_scope") in ("training", "process") else "process"
+    return {"peak_mem_mb": train, "mem_increase_mb": train - start, "mem_scope": scope}
 
 
 def pick_rows(runs: pd.DataFrame, keys: list[str] = ROW_KEYS, prefer: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -233,6 +233,13 @@ def micro(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def memory(peak: Any, vs_leanest: Any) -> str:
+    """`480 (1.66x)`: training's peak resident memory and its ratio to the leanest row."""
+    if _bad(peak):
+        return DASH
+    return f"{peak:,.0f}" + ("" if _bad(vs_leanest) else f" ({vs_leanest:.2f}×)")
+
+
 def headline(rows: pd.DataFrame) -> pd.DataFrame:
     """The headline table of one preset, as strings."""
     return pd.DataFrame({
@@ -247,6 +254,8 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
                                                                strict=True)],
         **_all_rounds(rows),
         "utilisation": rows["utilisation"].map(share),
+        "peak MiB (vs leanest)": [memory(m, r) for m, r in zip(rows["peak_mem_mb"], rows["mem_vs_leanest"],
+                                                                strict=True)],
         "warm-up s": rows["warmup_s"].map(secs),
         "final ppl": rows["final_ppl"].map(ppl),
         "target": [target(t, ok) for t, ok in zip(rows["target"], rows["reached_target"], strict=True)],

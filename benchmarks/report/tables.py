@@ -333,9 +333,10 @@ def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_FIELDS = ["preset", "backend", "mode", "track", "contender", "threads", "tok_s", "tok_s_ci", "tok_s_own",
-                  "tok_s_own_ci", "rounds", "ratio_to_fastest", "ratio_ci", "verdict", "rounds_paired", "disturbed_rounds", "ratio_all",
-                  "ratio_all_ci", "verdict_all", "twin", "parity", "utilisation", "utilisation_flag", "final_ppl", "metric",
-                  "target_ppl", "reached_target", "status"]
+                  "tok_s_own_ci", "rounds", "ratio_to_fastest", "ratio_ci", "verdict", "rounds_paired",
+                  "disturbed_rounds", "ratio_all", "ratio_all_ci", "verdict_all", "twin", "parity", "utilisation",
+                  "utilisation_flag", "peak_mem_mb", "mem_increase_mb", "mem_vs_leanest", "mem_scope", "final_ppl",
+                  "metric", "target_ppl", "reached_target", "status"]
 
 
 def campaigns_by_time(runs: pd.DataFrame) -> list[str]:
@@ -374,9 +375,24 @@ def headline_rows(runs: pd.DataFrame) -> pd.DataFrame:
                                           "quality short")
     out["utilisation"] = [utilisation(f, r, peak)[1] for f, r in
                           zip(out["train_flops_per_token"], out["tok_s"], strict=True)]
+    out = with_memory(out)
     out["_to_target"] = out["time_to_target"].where(out["target"].notna(), -out["ratio"])
     return out.sort_values(["group", "_to_target", "tok_s"], ascending=[True, True, False],
                            na_position="last").drop(columns="_to_target").reset_index(drop=True)
+
+
+def with_memory(rows: pd.DataFrame) -> pd.DataFrame:
+    """`mem_vs_leanest`: each row's peak memory over the leanest finished row of its
+    group (the twin, a copy of its original, is not a contender for leanest)."""
+    rows = rows.reset_index(drop=True)
+    rows["mem_vs_leanest"] = math.nan
+    for _, g in rows.groupby("group", sort=False):
+        twin = g["twin"].fillna(False).astype(bool) if "twin" in g else pd.Series(False, index=g.index)
+        pool = g.loc[g["status"].eq("ok") & ~twin, "peak_mem_mb"].dropna()
+        pool = pool[pool > 0]
+        if len(pool):
+            rows.loc[g.index, "mem_vs_leanest"] = g["peak_mem_mb"] / pool.min()
+    return rows
 
 
 def with_seeds(rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -490,6 +506,8 @@ def _summary_row(r: pd.Series) -> dict:
            "verdict_all": r["verdict_all"], "twin": bool(r["twin"]), "parity": r.get("parity"),
            "utilisation": None if _over(r["utilisation"]) else r["utilisation"],
            "utilisation_flag": "over 100% of the ceiling: measurement error" if _over(r["utilisation"]) else None,
+           "peak_mem_mb": r["peak_mem_mb"], "mem_increase_mb": r["mem_increase_mb"],
+           "mem_vs_leanest": r["mem_vs_leanest"], "mem_scope": r["mem_scope"],
            "final_ppl": r["final_ppl"],
            "metric": r["metric"], "target_ppl": r["target"], "reached_target": r["reached_target"],
            "status": r["status"]}

@@ -1,0 +1,87 @@
+"""Memory beside speed (issue 27): training's own peak resident memory, not what came
+before it (common.rss); the recorded peak grows with the model in every installed
+backend; summary.json and the headline carry it with the ratio to the leanest row."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from contract.cases import loaded
+
+from backends import BACKENDS
+from common import rss
+from common.records import iter_records
+
+REPO = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+def _touch(mib: int) -> bytearray:
+    """`mib` MiB, every page written, so it is resident."""
+    block = bytearray(mib * MIB)
+    block[::4096] = b"\1" * len(block[::4096])
+    return block
+
+
+def test_the_watermark_leaves_out_what_came_before_training():
+    if not rss.CLEAR_REFS.exists():
+        pytest.skip("no /proc/self/clear_refs here: the process peak is kept (scope `process`)")
+    before = _touch(300)  # like the matmul peak measurement before the first epoch
+    del before
+    mark = rss.Watermark()
+    during = _touch(40)
+    assert mark.scope == "training"
+    assert 40 <= mark.peak_mib() - mark.start_mib < 120  # training's 40 MiB, not the 300 before it
+    assert mark.fields()["train_peak_rss_mb"] == pytest.approx(mark.peak_mib(), abs=1)
+    del during
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request):
+    reason = loaded(request.param)
+    if isinstance(reason, str):
+        pytest.skip(reason)
+    return request.param
+
+
+def test_the_recorded_peak_grows_with_the_model(backend, data_dir, tmp_path):
+    peaks = {}
+    for hiddens in (16, 1024):
+        out = tmp_path / str(hiddens)
+        done = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--backend", backend, "--preset", "smoke",
+                               "--set", f"num_hiddens={hiddens}", "--epochs", "1", "--threads", "1", "--no-peak",
+                               "--quiet", "--results", str(out), "--data-dir", str(data_dir)],
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        summary = next(iter_records(out))["summary"]
+        assert summary["peak_scope"] in ("training", "process") and summary["rss_start_mb"] > 0
+        peaks[hiddens] = summary["train_peak_rss_mb"]
+    # 2 x 1024 LSTM layers: 8.6 M parameters, with gradients and optimizer state well over 50 MiB
+    assert peaks[1024] - peaks[16] > 50, peaks
+
+
+def test_summary_and_headline_carry_peak_memory_and_the_ratio_to_the_leanest(tmp_path):
+    pytest.importorskip("pandas")
+    pytest.importorskip("scipy")
+    pytest.importorskip("matplotlib")
+    from benchmarks.report import build_report
+    from tests.fake_records import record, write
+
+    rates = [50_000, 51_000, 49_000, 50_500, 50_200, 49_800]
+    lean, heavy = record("mxnet", "c1", rates), record("pytorch", "c1", rates)
+    for rec, peak in ((lean, 300.0), (heavy, 480.0)):
+        rec["summary"].update(train_peak_rss_mb=peak, rss_start_mb=200.0, peak_scope="training", peak_rss_mb=900.0)
+    old = record("jax", "c1", rates)
+    old["summary"]["peak_rss_mb"] = 600.0  # written before the watermark: the process peak stands in
+    build_report(write(tmp_path / "runs", lean, heavy, old), tmp_path / "out")
+    rows = {r["backend"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]}
+    assert rows["mxnet"]["peak_mem_mb"] == 300.0 and rows["mxnet"]["mem_vs_leanest"] == pytest.approx(1.0)
+    assert rows["pytorch"]["mem_increase_mb"] == pytest.approx(280.0)
+    assert rows["pytorch"]["mem_vs_leanest"] == pytest.approx(1.6)
+    assert rows["jax"]["peak_mem_mb"] == 600.0 and rows["jax"]["mem_scope"] == "process"
+    page = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "peak MiB (vs leanest)" in page and "480 (1.60×)" in page
