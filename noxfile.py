@@ -173,6 +173,13 @@ def compare(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def history(session: nox.Session) -> None:
+    """Every campaign's tokens/sec over time, per machine, steps marked (`python -m benchmarks history -h`)."""
+    install(session, "report")
+    session.run("python", "-m", "benchmarks", "history", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("-c", constraints("core"), "ruff")
     session.run("ruff", "check", ".")

@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a suite in every backend, interleaved round by round (`campaign --help`)")
     compare = sub.add_parser("compare", help="two campaigns side by side: NEW over BASE per preset, backend, mode")
     _compare_arguments(compare)
+    past = sub.add_parser("history", help="every campaign's tokens/sec over time, per machine; steps marked")
+    _history_arguments(past)
     return parser.parse_args(argv)
 
 
@@ -119,6 +121,17 @@ def resolve_spec(args: argparse.Namespace) -> tuple[RunSpec, dict]:
     return spec.with_overrides(overrides), book
 
 
+def _history_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from benchmarks.report.history import add_arguments
+    except ImportError:  # the report's own dependencies are checked when it runs
+        p.add_argument("--results", type=Path, action="append", default=None)
+        p.add_argument("--out", type=Path, default=Path("results"))
+        p.add_argument("--min-effect", type=float, default=0.10)
+        return
+    add_arguments(p)
+
+
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base", help="campaign id, or a results folder (its latest campaign)")
     p.add_argument("new", help="campaign id, or a results folder (its latest campaign)")
@@ -157,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.harness import RunRequest, run
     from benchmarks.progress import Progress
-    from benchmarks.rounds import epoch_rounds, start_heartbeat
+    from benchmarks.rounds import epoch_rounds, show, start_heartbeat
     from benchmarks.summary import describe_run
     from common.records import check_name, new_campaign_id
 
@@ -188,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             record = run(req, progress.update)
         finally:
             progress.close()
-        print(describe_run(record))
+        show(describe_run(record))
         codes.append({"ok": 0, "interrupted": 130}.get(record["status"], 1))
         if codes[-1] == 130:
             break
@@ -261,4 +274,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(args)
 
 
-COMMANDS = {"run": cmd_run, "parity": cmd_parity, "report": cmd_report, "list": cmd_list, "compare": cmd_compare}
+def cmd_history(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.report.history import run_history
+    except ImportError as exc:
+        raise RnnbenchError(f"history needs pandas, scipy and matplotlib ({exc}): run `nox -s history`") from exc
+    return run_history(args)
+
+
+COMMANDS = {"run": cmd_run, "parity": cmd_parity, "report": cmd_report, "list": cmd_list, "compare": cmd_compare,
+            "history": cmd_history}

@@ -12,6 +12,7 @@ starting with PREFIX, so that anything else a framework prints is ignored.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -142,6 +143,16 @@ def say(out: TextIO, what: str, **fields) -> None:
             out.flush()
     except (BrokenPipeError, ValueError) as exc:  # ValueError: the stream was closed
         raise KeyboardInterrupt("the campaign driver going away (its pipe closed)") from exc
+
+
+def show(text: str) -> None:
+    """Print a run's summary on stdout. A campaign driver that is gone (killed: its
+    pipe closed) is no error here, since the record is already written: stdout then goes
+    to /dev/null, so neither this print nor the flush at exit fails."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def start_heartbeat(out: TextIO = sys.stdout, every: float = HEARTBEAT_S) -> None:

@@ -198,8 +198,7 @@ def cmd_run(args: argparse.Namespace, spec: RunSpec, book: dict) -> int:
                                                                folder, write_record, RunState)
     record = finish_record(record, outcome, args.workers, dist.engine(args.device), threads, extra)
     append_record(results_file(req), record)
-    print(describe_run(record))
-    print(describe_workers(record))
+    pipe.show(describe_run(record) + "\n" + describe_workers(record))
     if record["status"] != "error":
         shutil.rmtree(folder, ignore_errors=True)  # logs are kept when something failed
     else:

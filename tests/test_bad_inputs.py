@@ -329,3 +329,32 @@ def test_concurrent_appends_keep_every_record(tmp_path):
     assert len(lines) == writers * count
     ids = {json.loads(line)["run_id"] for line in lines}
     assert ids == {f"{w}-{i}" for w in range(writers) for i in range(count)}
+
+
+def test_a_gated_run_whose_driver_dies_records_interrupted_and_exits(backend, tmp_path, data_dir):
+    """The campaign driver killed (SIGKILL: its pipe ends close without a word): the run
+    records `interrupted`, naming the driver, and ends instead of training on as an orphan."""
+    argv = [sys.executable, "-m", "benchmarks", "run", "--backend", backend, *SMOKE, "--epochs", "1001",
+            "--rounds", "1000", "--gate", "--campaign", "c-orphan", "--contender", backend,
+            "--results", str(tmp_path / "runs"), "--data-dir", str(data_dir)]
+    proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    for line in proc.stdout:  # the warm-up epoch, then the run waits for its first `go`
+        if line.startswith("@rnnbench ready"):
+            break
+    proc.stdin.write("@rnnbench go round=1\n")
+    proc.stdin.flush()
+    for line in proc.stdout:
+        if line.startswith("@rnnbench paused"):
+            break
+    proc.stdin.close()  # what the driver's death does to the run's pipes
+    proc.stdout.close()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the run trained on as an orphan after its driver was gone")
+    assert proc.returncode == 130, proc.stderr.read()
+    record = the_record(tmp_path / "runs")
+    assert record["status"] == "interrupted", record["error"]
+    assert "the campaign driver going away" in record["error"], record["error"]
