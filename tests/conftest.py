@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 
 import pytest
-from contract.cases import unloadable_required
+from contract.cases import loaded, unloadable_required
+
+from backends import BACKENDS
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -60,3 +62,12 @@ def corpus_of(data_dir):
         return cache[spec]
 
     return load
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request):
+    """Each backend this venv tests (RNNBENCH_TEST_BACKENDS), the others skipped with the reason."""
+    reason = loaded(request.param)
+    if isinstance(reason, str):
+        pytest.skip(reason)
+    return request.param

@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from contract.cases import loaded
 
-from backends import BACKENDS
 from common import rss
 from common.records import iter_records
 
@@ -46,14 +44,6 @@ def test_the_watermark_leaves_out_what_came_before_training():
     seen = json.loads(done.stdout)
     assert seen["scope"] == "training" and seen["peak_scope"] == "training"
     assert 40 <= seen["added"] < 120, seen  # training's 40 MiB, not the 300 before it
-
-
-@pytest.fixture(params=list(BACKENDS))
-def backend(request):
-    reason = loaded(request.param)
-    if isinstance(reason, str):
-        pytest.skip(reason)
-    return request.param
 
 
 def test_the_recorded_peak_grows_with_the_model(backend, data_dir, tmp_path):

@@ -17,20 +17,11 @@ from pathlib import Path
 import pytest
 from contract.cases import loaded
 
-from backends import BACKENDS
 from common.records import iter_records
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--set", "num_hiddens=8", "--set", "max_tokens=2000", "--set", "batch_size=4", "--set", "num_steps=5"]
 BOUND_S = 90  # a run whose worker died must end well within this
-
-
-@pytest.fixture(params=list(BACKENDS))
-def backend(request):
-    reason = loaded(request.param)
-    if isinstance(reason, str):
-        pytest.skip(reason)
-    return request.param
 
 
 def command(*args: str, data_dir: Path) -> list[str]:
