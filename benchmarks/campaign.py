@@ -134,7 +134,7 @@ class Child:
             if "tok_s" in fields:
                 number = int(fields.get("round", len(self.rates) + 1))
                 self.rates[number] = float(fields["tok_s"])
-                self.loads[number] = {k: float(fields[k]) for k in ("foreign", "steal", "efficiency") if k in fields}
+                self.loads[number] = {k: float(fields[k]) for k in pipe.LOAD_FIELDS if k in fields}
             if what == "done":
                 continue  # then the EOF, once its record is written
             return what
@@ -355,8 +355,9 @@ def pair_widths(children: list[Child]) -> dict[tuple[str, str], float]:
     from benchmarks.report import stats
 
     twins = {c.contender.label: c.contender.original for c in children if c.contender.twin}
-    disturbed = {c.contender.label: {k for k, x in c.loads.items() if is_disturbed(x)} for c in children}
-    return stats.pair_widths({c.contender.label: c.rates for c in children}, twins, disturbed)
+    slices = {c.contender.label: stats.slice_frame(c.rates, c.loads, {k for k, x in c.loads.items() if is_disturbed(x)})
+              for c in children}
+    return stats.pair_widths(slices, twins)
 
 
 def report_status(children: list[Child], results: Path) -> list[str]:

@@ -22,6 +22,7 @@ from common import load
 from common.errors import SpecError
 
 PREFIX = "@rnnbench"
+LOAD_FIELDS = ("foreign", "steal", "efficiency", "foreign_cpu_s", "tokens")  # what `paused` says of a round's load
 HEARTBEAT_S = 5.0  # a gated run says `alive` this often, so the driver can tell slow from frozen
 _WRITE = threading.Lock()  # protocol lines from the main thread and the heartbeat never interleave
 
@@ -123,8 +124,9 @@ class Gate:
 
     def _say_round(self, what: str, rows: list[dict], number: int) -> None:
         measured = self.loads.get(number) or {}
-        shares = {k: f"{measured[k]:.4f}" for k in ("foreign", "steal", "efficiency") if k in measured}
-        say(self.out, what, round=number, tok_s=f"{self.rate(rows, number):.1f}", **shares)
+        shares = {k: f"{measured[k]:.4f}" for k in LOAD_FIELDS[:4] if k in measured}
+        tokens = sum(r["tokens"] for i, r in enumerate(rows) if self.round_of(i, r) == number)
+        say(self.out, what, round=number, tok_s=f"{self.rate(rows, number):.1f}", **shares, tokens=tokens)
 
     def _wait_go(self) -> dict[str, str] | None:
         """`go`'s fields; None on `stop` (its reason kept in `stopped_by`) or end of input."""

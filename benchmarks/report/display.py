@@ -264,10 +264,11 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _all_rounds(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """The verdict with the disturbed slices kept, where a row of the group had any."""
+    """The verdict as measured (every slice, uncorrected), where a row of the group had
+    disturbed slices."""
     if not rows["disturbed_rounds"].gt(0).any():
         return {}
-    return {"with disturbed rounds": [
+    return {"with disturbed rounds, uncorrected": [
         f"{ratio_ci(r, lo, hi)} ({v})" for r, lo, hi, v in
         zip(rows["ratio_all"], rows["ratio_all_lo"], rows["ratio_all_hi"], rows["verdict_all"], strict=True)]}
 
@@ -313,9 +314,13 @@ def calibration(rows: pd.DataFrame) -> str:
         parts.append(f"A/A twin ({r['twin_of']} run again as a second process): {ci}, {r['calibration']}: {trust}.")
     noisy = len(set().union(*map(set, rows["disturbed_list"]))) if "disturbed_list" in rows else 0
     if noisy:
+        fitted = [f"{contender_name(r)} {r['load_slope']:.2f}" for _, r in rows.iterrows()
+                  if r.get("load_slope", 0) > 0]
+        how = (f"the ratios correct each slice for the CPU time others took, at the cost fitted per contender "
+               f"(wall s per foreign CPU-s: {', '.join(fitted)}), and leave out the disturbed slices of the rest"
+               if fitted else "the ratios leave out each disturbed slice")
         parts.append(f"{noisy} of {int(rows['rounds_timed'].max())} rounds disturbed (other programs took CPU): "
-                     "the ratios leave out each disturbed slice; with them kept, see the column "
-                     "'with disturbed rounds'.")
+                     f"{how}; as measured, see the column 'with disturbed rounds, uncorrected'.")
     return " ".join(parts)
 
 

@@ -11,8 +11,11 @@ the estimate hardly at all:
 - the fastest row's tokens/sec: the median of its round rates; every other row's,
   the fastest's times its ratio, so the two columns are one statistic (the row's own
   median is kept as `tok_s_own`).
-Where the records measured disturbance (common.load), both leave out the disturbed
-slices; the same over every round is kept beside (`*_all`).
+Where the records measured disturbance (common.load), a contender with enough disturbed
+slices gets its slowdown per CPU-second other programs took fitted (Theil-Sen, robust),
+and every slice is corrected by it (`load_slope`); a contender without such a fit
+leaves its disturbed slices out. The same over every round, uncorrected, is kept
+beside (`*_all`).
 Between campaigns (`compare`) nothing is paired: NEW over BASE is the two-sample
 Hodges-Lehmann estimate on the log rates (the median of all pairwise differences) with
 the interval of the Mann-Whitney U test (asv's test) inverted, and a change is called
@@ -47,8 +50,11 @@ METHOD = (
     "that interval lies wholly below 1 and the ratio is "
     f"below {1 - MIN_EFFECT:.2f}; `tie` otherwise; `fastest` only for a top row that every other row is `slower` than. "
     "A slice is `disturbed` when other programs took more than a calibrated share of the machine while it ran "
-    "(common.load): `tok/s` and `vs fastest` leave disturbed slices out (a ratio, each round where either side "
-    "was disturbed), the campaign adds rounds to replace them, and the verdict with them kept is shown beside. "
+    "(common.load); the campaign adds rounds to replace them. A contender with at least "
+    f"{MIN_ROUNDS} disturbed slices, whose time per token clearly rises with the CPU time others took, has "
+    "that cost fitted (Theil–Sen; at most one second per foreign CPU-second) and every slice corrected by it; "
+    "any other contender's disturbed slices are left out. The verdict as measured (every slice, uncorrected) is "
+    "shown beside. "
     "The `twin (A/A)` row is one contender run again as a second process: never ranked, its ratio to its "
     "original calibrates the intervals. A row that did not finish (`diverged`, `error`, `interrupted`), failed "
     "the parity check (`not equivalent`) or missed the preset's quality target (`missed target`) is never fastest. "
@@ -86,10 +92,11 @@ def _disturbance(runs: pd.DataFrame) -> pd.DataFrame:
             if isinstance(entry, dict) and entry.get("round"):
                 rows.append({**{k: getattr(run, k) for k in RATE_KEYS}, "round": int(entry["round"]),
                              "foreign": float(entry.get("foreign", math.nan)),
+                             "foreign_cpu_s": float(entry.get("foreign_cpu_s", math.nan)),
                              "steal": float(entry.get("steal", math.nan)),
                              "efficiency": float(entry.get("efficiency", math.nan)),
                              "disturbed": is_disturbed(entry)})
-    columns = RATE_KEYS + ["round", "foreign", "steal", "efficiency", "disturbed"]
+    columns = RATE_KEYS + ["round", "foreign", "foreign_cpu_s", "steal", "efficiency", "disturbed"]
     return pd.DataFrame(rows, columns=columns).drop_duplicates(RATE_KEYS + ["round"])
 
 
@@ -180,6 +187,44 @@ def paired_ratio(a: pd.Series, b: pd.Series, skip: set[int] = frozenset()) -> tu
     return (*_exp(median_interval(logs)), len(logs))
 
 
+LOAD_SLOPE_MAX = 1.0  # a foreign CPU-second holds one core for one second: it stalls a contender at most that long
+LOAD_FLOOR = 0.5  # a slice that lost more than half its wall time to others is left out, never extrapolated
+
+
+def load_slope(slices: pd.DataFrame) -> float:
+    """The wall seconds one CPU-second of other programs cost this contender, from its
+    slices (`tokens`, `seconds`, `foreign_cpu_s`, `disturbed` columns): the Theil-Sen
+    slope of seconds per token against foreign CPU-seconds per token (scipy; robust to
+    wild slices), used only where it is established: at least MIN_ROUNDS disturbed
+    slices and a 95% slope interval above 0. Otherwise 0 (no correction): a quiet
+    campaign's few ticks of others' CPU fit noise, not a cost. Capped at LOAD_SLOPE_MAX
+    (a contender whose threads run in lockstep on every core loses about one second
+    per foreign CPU-second; one whose threads idle loses less)."""
+    if "foreign_cpu_s" not in slices or int(slices["disturbed"].astype(bool).sum()) < MIN_ROUNDS:
+        return 0.0
+    used = slices.dropna(subset=["foreign_cpu_s"])
+    x = (used["foreign_cpu_s"] / used["tokens"]).to_numpy(dtype=float)
+    y = (used["seconds"] / used["tokens"]).to_numpy(dtype=float)
+    if len(x) < MIN_ROUNDS or np.ptp(x) == 0:
+        return 0.0
+    fit = stats.theilslopes(y, x, alpha=CONFIDENCE)
+    return float(min(fit.slope, LOAD_SLOPE_MAX)) if fit.low_slope > 0 else 0.0
+
+
+def corrected_rates(slices: pd.DataFrame) -> tuple[pd.Series, float]:
+    """A contender's tok/s per round as if nobody else had run: each slice's seconds
+    less `load_slope` x the CPU-seconds others took (a slice that lost more than
+    LOAD_FLOOR of its time is left out); without an established slope, its
+    disturbed slices are left out instead. Returns (rates by round, slope)."""
+    k = load_slope(slices)
+    if k == 0.0:
+        kept = slices[~slices["disturbed"].astype(bool)]
+        return (kept["tokens"] / kept["seconds"]).sort_index(), 0.0
+    seconds = slices["seconds"] - k * slices["foreign_cpu_s"].fillna(0.0)
+    kept = seconds >= LOAD_FLOOR * slices["seconds"]
+    return (slices.loc[kept, "tokens"] / seconds[kept]).sort_index(), k
+
+
 def unpaired_ratio(new: np.ndarray, base: np.ndarray) -> tuple[float, float, float]:
     """new over base from independent rounds: (ratio, 95% low, high)."""
     return _exp(hodges_lehmann_shift(np.log(np.asarray(new, dtype=float)), np.log(np.asarray(base, dtype=float))))
@@ -215,15 +260,18 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
     ever the pace-setter."""
     out = rows.copy()
     ranked = pd.Series(True, index=out.index) if ranked is None else ranked.reindex(out.index).fillna(True)
-    every = {i: _rate_series(rates, r) for i, r in out.iterrows()}
-    noisy = {i: _disturbed_rounds(rates, r) for i, r in out.iterrows()}
-    series = {i: _drop(every[i], noisy[i]) for i in out.index}
+    slices = {i: _slices(rates, r) for i, r in out.iterrows()}
+    every = {i: (f["tokens"] / f["seconds"]).sort_index() for i, f in slices.items()}
+    noisy = {i: set(f.index[f["disturbed"].astype(bool)]) for i, f in slices.items()}
+    fitted = {i: corrected_rates(f) for i, f in slices.items()}
+    series = {i: fitted[i][0] for i in out.index}
     cis = {i: rate_ci(s.to_numpy()) for i, s in series.items()}
     out["tok_s"] = [cis[i][0] for i in out.index]
     out["tok_s_lo"], out["tok_s_hi"] = [cis[i][1] for i in out.index], [cis[i][2] for i in out.index]
     out["rounds_timed"] = [len(every[i]) for i in out.index]
     out["disturbed_rounds"] = [len(noisy[i]) for i in out.index]
     out["disturbed_list"] = [sorted(noisy[i]) for i in out.index]
+    out["load_slope"] = [fitted[i][1] for i in out.index]
     out["load_measured"] = [_measured(rates, r) for _, r in out.iterrows()]
     out["twin"] = _column(out, "twin_of", "").astype(str).ne("")
     equivalent = _column(out, "parity_ok", None).ne(False)
@@ -234,9 +282,9 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
         return out.assign(verdict=[v or "tie" for v in verdicts.values()],
                           verdict_all=[v or "tie" for v in verdicts.values()], rounds_paired=0, calibration=None)
     best = _fastest(eligible, out["tok_s"], series)
-    for suffix, skip in (("", lambda i: noisy[i] | noisy[best]), ("_all", lambda i: set())):
-        ratios = {i: paired_ratio(every[i], every[best], skip(i)) if i != best
-                  else (1.0, 1.0, 1.0, len(series[i])) for i in out.index}
+    for suffix, pick in (("", series), ("_all", every)):
+        ratios = {i: paired_ratio(pick[i], pick[best]) if i != best
+                  else (1.0, 1.0, 1.0, len(pick[i])) for i in out.index}
         for k, name in enumerate(("", "_lo", "_hi")):
             out["ratio" + suffix + name] = [ratios[i][k] for i in out.index]
         if not suffix:
@@ -246,7 +294,7 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
         others = [called[i] for i in eligible if i != best]
         called[best] = "fastest" if all(v == "slower" for v in others) else "tie"
         out["verdict" + suffix] = [called[i] for i in out.index]
-    return _with_twins(out, every, noisy, min_effect)
+    return _with_twins(out, series, min_effect)
 
 
 def _fastest(eligible: list, tok_s: pd.Series, series: dict) -> object:
@@ -291,9 +339,9 @@ def _standing(status: str, ranked: bool, equivalent: bool, twin: bool) -> str | 
     return None if ranked else "missed target"
 
 
-def _with_twins(out: pd.DataFrame, series: dict, noisy: dict, min_effect: float) -> pd.DataFrame:
+def _with_twins(out: pd.DataFrame, series: dict, min_effect: float) -> pd.DataFrame:
     """Each twin's paired ratio to its original (same group, contender named by
-    `twin_of`), over the rounds where neither was disturbed, and the calibration
+    `twin_of`), on the same corrected rates as every ratio, and the calibration
     verdict: the ranking rule applied to an A/A pair, so anything but `tie` says the
     campaign's intervals cannot be trusted."""
     for name in ("twin_ratio", "twin_ratio_lo", "twin_ratio_hi"):
@@ -304,7 +352,7 @@ def _with_twins(out: pd.DataFrame, series: dict, noisy: dict, min_effect: float)
         if len(original) == 0:
             continue
         j = original[0]
-        ratio, lo, hi, _ = paired_ratio(series[i], series[j], noisy[i] | noisy[j])
+        ratio, lo, hi, _ = paired_ratio(series[i], series[j])
         out.loc[i, ["twin_ratio", "twin_ratio_lo", "twin_ratio_hi"]] = [ratio, lo, hi]
         out.at[i, "calibration"] = call(ratio, lo, hi, min_effect, ("slower", "tie", "faster"))
     return out
@@ -318,38 +366,43 @@ def _drop(values: pd.Series, rounds: set[int]) -> pd.Series:
     return values[~values.index.isin(list(rounds))] if rounds else values
 
 
-def _disturbed_rounds(rates: pd.DataFrame, row: pd.Series) -> set[int]:
-    mine = rates[(rates["group"] == row["group"]) & (rates["contender"] == row["contender"])
-                 & (rates["backend"] == row["backend"]) & (rates["mode"] == row["mode"])]
-    return set(mine.loc[mine["disturbed"].astype(bool), "round"].astype(int))
-
-
 def _measured(rates: pd.DataFrame, row: pd.Series) -> bool:
     """Whether the row's rounds carry a load measurement (records before issue 23 do not)."""
     mine = rates[(rates["group"] == row["group"]) & (rates["contender"] == row["contender"])]
     return bool("foreign" in mine and mine["foreign"].notna().any())
 
 
-def _rate_series(rates: pd.DataFrame, row: pd.Series) -> pd.Series:
+def _slices(rates: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
+    """One row's slices indexed by round: tokens, seconds, foreign_cpu_s, disturbed."""
     mine = rates[(rates["group"] == row["group"]) & (rates["contender"] == row["contender"])
                  & (rates["backend"] == row["backend"]) & (rates["mode"] == row["mode"])]
-    return mine.set_index("round")["tok_s"].sort_index()
+    columns = ["tokens", "seconds", "foreign_cpu_s", "disturbed"]
+    return mine.set_index("round").reindex(columns=columns).fillna({"disturbed": False}).sort_index()
 
 
-def pair_widths(rates: dict[str, dict[int, float]], twins: dict[str, str] | None = None,
-                disturbed: dict[str, set[int]] | None = None) -> dict[tuple[str, str], float]:
+def pair_widths(slices: dict[str, pd.DataFrame], twins: dict[str, str] | None = None) -> dict[tuple[str, str], float]:
     """The campaign driver's stopping measure for one preset: the relative half-width
     of each ratio interval the report will show, keyed (contender, partner): each
-    contender to the fastest, each twin to its original, over the rounds where neither
-    was `disturbed`; rates per contender keyed by round (inf while unbounded)."""
-    twins, disturbed = twins or {}, disturbed or {}
-    series = {c: pd.Series(v, dtype=float).sort_index() for c, v in rates.items() if len(v)}
-    noisy = {c: set(disturbed.get(c, ())) for c in series}
+    contender to the fastest, each twin to its original, on the same corrected rates
+    (`corrected_rates`); slices per contender as `slice_frame` builds them (inf while
+    unbounded)."""
+    twins = twins or {}
+    series = {c: corrected_rates(f)[0] for c, f in slices.items() if len(f)}
     ranked = [c for c in series if c not in twins]
     if len(series) < 2 or not ranked:
         return {}
-    clean = {c: _drop(series[c], noisy[c]) for c in series}
-    best = _fastest(ranked, pd.Series({c: rate_ci(clean[c].to_numpy())[0] for c in ranked}), clean)
+    best = _fastest(ranked, pd.Series({c: rate_ci(series[c].to_numpy())[0] for c in ranked}), series)
     pairs = [(c, best) for c in ranked if c != best] + [(t, o) for t, o in twins.items() if t in series and o in series]
-    return {(a, b): half_width(*paired_ratio(series[a], series[b], noisy[a] | noisy[b])[:3]) for a, b in pairs}
+    return {(a, b): half_width(*paired_ratio(series[a], series[b])[:3]) for a, b in pairs}
 
+
+def slice_frame(rates: dict[int, float], loads: dict[int, dict], disturbed: set[int]) -> pd.DataFrame:
+    """What the campaign driver heard of one contender's slices, as `corrected_rates`
+    takes them: tok/s per round and, where the child said them, its tokens and the
+    CPU-seconds others took (without them: one token per second of 1/rate, no fit)."""
+    rows = {r: {"tokens": float(loads.get(r, {}).get("tokens", 1.0)),
+                "foreign_cpu_s": float(loads.get(r, {}).get("foreign_cpu_s", math.nan)),
+                "disturbed": r in disturbed} for r in rates}
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["tokens", "foreign_cpu_s", "disturbed"])
+    frame["seconds"] = frame["tokens"] / pd.Series(rates, dtype=float)
+    return frame.sort_index()

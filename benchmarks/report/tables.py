@@ -334,9 +334,9 @@ def microbench_table(micro: pd.DataFrame) -> pd.DataFrame:
 
 SUMMARY_FIELDS = ["preset", "backend", "mode", "track", "contender", "threads", "tok_s", "tok_s_ci", "tok_s_own",
                   "tok_s_own_ci", "rounds", "ratio_to_fastest", "ratio_ci", "verdict", "rounds_paired",
-                  "disturbed_rounds", "ratio_all", "ratio_all_ci", "verdict_all", "twin", "parity", "utilisation",
-                  "utilisation_flag", "peak_mem_mb", "mem_increase_mb", "mem_vs_leanest", "mem_scope", "final_ppl",
-                  "metric", "target_ppl", "reached_target", "status"]
+                  "disturbed_rounds", "load_slope", "ratio_all", "ratio_all_ci", "verdict_all", "twin", "parity",
+                  "utilisation", "utilisation_flag", "peak_mem_mb", "mem_increase_mb", "mem_vs_leanest", "mem_scope",
+                  "final_ppl", "metric", "target_ppl", "reached_target", "status"]
 
 
 def campaigns_by_time(runs: pd.DataFrame) -> list[str]:
@@ -501,7 +501,7 @@ def _summary_row(r: pd.Series) -> dict:
            "tok_s_own_ci": [r.get("tok_s_own_lo", r["tok_s_lo"]), r.get("tok_s_own_hi", r["tok_s_hi"])],
            "rounds": int(r["rounds_timed"]), "ratio_to_fastest": r["ratio"], "ratio_ci": [r["ratio_lo"], r["ratio_hi"]],
            "verdict": r["verdict"], "rounds_paired": int(r["rounds_paired"]),
-           "disturbed_rounds": int(r["disturbed_rounds"]),
+           "disturbed_rounds": int(r["disturbed_rounds"]), "load_slope": r.get("load_slope", 0.0),
            "ratio_all": r["ratio_all"], "ratio_all_ci": [r["ratio_all_lo"], r["ratio_all_hi"]],
            "verdict_all": r["verdict_all"], "twin": bool(r["twin"]), "parity": r.get("parity"),
            "utilisation": None if _over(r["utilisation"]) else r["utilisation"],
