@@ -145,9 +145,21 @@ class LanguageModel(ABC):
             yield X, Y
 
     def train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
-        """One pass of clipped updates; state reset at the epoch start, then carried
-        (detached) across batches for `sequential` sampling or reset per batch."""
+        """One pass of clipped updates; state reset at the epoch start (or, with
+        `carry_state = "run"`, the last epoch's), then carried (detached) across batches
+        for `sequential` sampling or reset per batch."""
         return self._train_epoch(self._checked(batches))
+
+    def _epoch_start_state(self):
+        """The state a training epoch starts from: None (zeros) unless the spec carries
+        it over the run (`carry_state = "run"`, as the d2lzh book's loop sets `state =
+        None` once, before its epochs); then the last training epoch's final state."""
+        return getattr(self, "_run_state", None) if self.spec.train.carry_state == "run" else None
+
+    def _epoch_end_state(self, state) -> None:
+        """Keep a training epoch's final state for the next one (`carry_state = "run"`)."""
+        if self.spec.train.carry_state == "run":
+            self._run_state = state
 
     def evaluate(self, batches: Iterable[Batch]) -> EpochStats:
         """Loss without updates (and without dropout), state handled as in training."""

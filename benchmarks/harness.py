@@ -87,6 +87,7 @@ class RunState:
     peaks: dict[str, float] = field(default_factory=dict)  # every matmul the framework offers
     vocab_size: int = 0
     test_ppl: float | None = None
+    val_stream_ppl: float | None = None  # validation cut as the test split, after training (valid_batch_size set)
     extra_epochs: list[dict[str, Any]] = field(default_factory=list)  # timing-only rounds after the preset
     parity: dict[str, Any] | None = None  # the pre-timing check against the numpy reference
     loads: dict[int, dict] = field(default_factory=dict)  # per round: CPU others took (common.load)
@@ -131,7 +132,8 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
             state.peak_flops = state.peaks.get("plain")
             train(model, corpus, req.spec, held_out.get("valid"), state, on_epoch, gate)
             if state.status == "ok":
-                state.test_ppl = evaluate_test(model, held_out.get("test"))
+                state.test_ppl = evaluate_split(model, held_out.get("test"))
+                state.val_stream_ppl = evaluate_split(model, held_out.get("valid_stream"))
                 state.samples = samples(model, corpus, req.spec)
                 if gate is not None and gate.extendable:
                     train_extra(model, corpus, req.spec, state, gate)
@@ -328,8 +330,9 @@ def train_extra(model: LanguageModel, corpus: Corpus, spec: RunSpec, state: RunS
             return
 
 
-def evaluate_test(model: LanguageModel, batches) -> float | None:
-    """The test split's perplexity after training, or None without one."""
+def evaluate_split(model: LanguageModel, batches) -> float | None:
+    """A held-out split's perplexity after training (test, the validation stream), or
+    None without it."""
     if not batches:
         return None
     stats = model.evaluate(batches)
@@ -356,7 +359,8 @@ def samples(model: LanguageModel, corpus: Corpus, spec: RunSpec) -> dict[str, st
     return out
 
 
-def summarise(epochs: list[dict], book: dict, train_s: float, test_ppl: float | None = None) -> dict[str, Any]:
+def summarise(epochs: list[dict], book: dict, train_s: float, test_ppl: float | None = None,
+              val_stream_ppl: float | None = None) -> dict[str, Any]:
     tok = steady_state([e["tok_s"] for e in epochs])
     last = epochs[-1] if epochs else {}
     metric = book.get("metric", "train_ppl")
@@ -366,6 +370,7 @@ def summarise(epochs: list[dict], book: dict, train_s: float, test_ppl: float | 
         "final_train_ppl": last.get("train_ppl"),
         "final_val_ppl": last.get("val_ppl"),
         "test_ppl": test_ppl,
+        **({"final_val_stream_ppl": val_stream_ppl} if val_stream_ppl is not None else {}),
         "best_ppl": min(seen) if seen else None,
         "tok_s_median": tok["median"], "tok_s_min": tok["min"], "tok_s_max": tok["max"], "tok_s_iqr": tok["iqr"],
         "warmup_s": epochs[0]["seconds"] if epochs else None,
@@ -421,7 +426,8 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     env["framework"] = backend.environment()
     env["heap"] = heap_settings()
     warnings = thread_warnings(req, env["framework"])
-    summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs), state.test_ppl)
+    summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs), state.test_ppl,
+                        state.val_stream_ppl)
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=process_peak_mib(),
                    **(state.memory.fields() if state.memory is not None else {}))
     summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))

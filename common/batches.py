@@ -195,7 +195,8 @@ def valid_batches(corpus: Corpus, spec: RunSpec) -> list[Batch]:
 def split_batches(corpus: Corpus, spec: RunSpec, split: str) -> list[Batch]:
     """The batches of held-out split `valid` or `test`, in order.
 
-    With eval_batch_size=1 the split is one continuous stream: (1, num_steps) blocks
+    `valid` is cut into `valid_batch_size` rows (when set), `test` (and `valid`
+    otherwise) into `eval_batch_size` rows. With 1 row the split is one continuous stream: (1, num_steps) blocks
     from its first token, the last block shorter so every token but the first is
     predicted once (the state is carried through it, as Zaremba et al.'s code and
     TensorFlow's PTB tutorial evaluate). Otherwise `valid_batches`' way (the test
@@ -207,8 +208,8 @@ def split_batches(corpus: Corpus, spec: RunSpec, split: str) -> list[Batch]:
             return valid_batches(corpus, spec)
         raise SpecError(f"corpus {spec.data.corpus!r} has no {split} split (only ptb has valid and test): "
                         f"set eval_splits='auto' (what the corpus has) or leave {split} out of eval_splits")
-    b = spec.train.eval_batch_size or spec.train.batch_size
-    if spec.train.eval_batch_size != 1:
+    b = spec.train.valid_rows if split == "valid" else spec.train.eval_batch_size or spec.train.batch_size
+    if b != 1:
         held_out = Corpus(corpus.tokens, ids, corpus.vocab)
         return valid_batches(held_out, RunSpec(spec.data, spec.model, _with_batch(spec, b)))
     return _stream(ids, spec.train.num_steps)
@@ -228,13 +229,18 @@ def _stream(ids: np.ndarray, s: int) -> list[Batch]:
 
 def eval_splits(corpus: Corpus, spec: RunSpec) -> dict[str, list[Batch]]:
     """split name -> batches, for the splits the spec asks to evaluate (`auto`: those
-    the corpus has, and the `windows` validation windows)."""
+    the corpus has, and the `windows` validation windows). Where validation has its
+    own rows (`valid_batch_size`, the paper's protocol), `valid_stream` is the same
+    split cut as the test split is, evaluated once after training."""
     names = spec.data.splits
     if names is None:
         names = tuple(n for n in ("valid", "test") if corpus.split(n) is not None)
         if spec.train.sampling == "windows" and "valid" not in names and spec.data.num_val:
             names = ("valid",) + names
     out = {name: split_batches(corpus, spec, name) for name in names}
+    if "valid" in out and spec.train.valid_rows != (spec.train.eval_batch_size or spec.train.batch_size):
+        stream = dataclasses.replace(spec.train, valid_batch_size=0)  # the test split's protocol, once at the end
+        out["valid_stream"] = split_batches(corpus, RunSpec(spec.data, spec.model, stream), "valid")
     return {name: batches for name, batches in out.items() if batches}
 
 

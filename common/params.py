@@ -52,8 +52,8 @@ def init_params(model: ModelSpec, vocab_size: int, seed: int, dtype: str = "floa
 
     `uniform` (PyTorch's default): recurrent tensors U(+-1/sqrt(h)), output layer
     U(+-1/sqrt(fan_in)), embedding N(0, 1); with `init_scale` s > 0, U(-s, s) for every
-    parameter, embedding and biases included (Zaremba et al.). `normal` (the book's MXNet code,
-    `init.Normal(0.01)`): weights N(0, 0.01), biases zero. `framework` has no canonical
+    parameter, embedding and biases included (Zaremba et al.). `normal` or `normal:S` (the book's MXNet
+    code, `init.Normal(0.01)`): weights N(0, S), S 0.01 by default, biases zero. `framework` has no canonical
     draw: each backend keeps its own initialisation, so it is refused here.
     """
     if model.init == "framework":
@@ -67,8 +67,8 @@ def init_params(model: ModelSpec, vocab_size: int, seed: int, dtype: str = "floa
 
 def _draw(rng: np.random.RandomState, model: ModelSpec, name: str, shape: tuple[int, ...]) -> np.ndarray:
     is_bias = name.rsplit(".", 1)[-1].startswith("b")
-    if model.init == "normal":
-        return np.zeros(shape) if is_bias else rng.normal(0.0, 0.01, size=shape)
+    if model.init.split(":")[0] == "normal":
+        return np.zeros(shape) if is_bias else rng.normal(0.0, model.init_std, size=shape)
     if model.init_scale:
         return rng.uniform(-model.init_scale, model.init_scale, size=shape)
     if name == "embed.w":

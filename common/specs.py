@@ -26,8 +26,17 @@ INPUTS = ("one_hot", "embedding")
 INITS = ("uniform", "normal", "framework")
 SAMPLINGS = ("sequential", "random", "windows")
 OPTIMIZERS = ("sgd", "adam")
+CARRY_STATES = ("epoch", "run")  # the recurrent state restarts from zeros every epoch, or carries over the run
 DTYPES = ("float32", "float64")
 SPLITS = ("valid", "test")
+
+
+def _is_positive_float(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value > 0
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -127,7 +136,10 @@ class ModelSpec:
         if not isinstance(self.bidirectional, bool):
             raise SpecError(f"bidirectional={self.bidirectional!r} must be true or false")
         _choice("input", self.input, INPUTS)
-        _choice("init", self.init, INITS)
+        _choice("init", self.init.split(":", 1)[0] if isinstance(self.init, str) else self.init, INITS)
+        if ":" in self.init and not (self.init.startswith("normal:") and _is_positive_float(self.init[7:])):
+            raise SpecError(f"init={self.init!r}: the standard deviation after 'normal:' must be a number > 0 "
+                            "(e.g. normal:0.01)")
         if self.input == "embedding":
             _positive("embed_size (required with input='embedding')", self.embed_size)
         _number("init_scale (0 = the init's own scaling)", self.init_scale, 0)
@@ -135,6 +147,12 @@ class ModelSpec:
             raise SpecError(f"init_scale={self.init_scale} draws U(-s, s) for every parameter: it needs init='uniform'")
         if isinstance(self.dropout, bool) or not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise SpecError(f"dropout={self.dropout!r} must be in [0, 1)")
+
+    @property
+    def init_std(self) -> float:
+        """The standard deviation of `normal` (or `normal:S`) weights; 0.01 by default,
+        d2l 0.17's MXNet `init.Normal(0.01)`."""
+        return float(self.init.split(":", 1)[1]) if ":" in self.init else 0.01
 
     @property
     def num_directions(self) -> int:
@@ -151,7 +169,8 @@ class TrainSpec:
     """How batches are drawn and the model optimised.
 
     Learning-rate schedule: epoch e (from 1) trains with lr * lr_decay**(e - decay_after)
-    once e > decay_after, else lr (Zaremba et al.: lr 1, lr_decay 0.5, decay_after 4).
+    once e > decay_after, else lr (Zaremba et al.'s main.lua: lr 1, lr_decay 0.5,
+    decay_after 5; TensorFlow's tutorial: decay_after 4).
     `random_offset=false` starts sequential batches at token 0 every epoch (the same
     batches each epoch, as d2l-zh's `data_iter_consecutive` and Zaremba's code).
     `eval_batch_size` cuts held-out splits into that many rows (0: batch_size); 1
@@ -171,14 +190,18 @@ class TrainSpec:
     decay_after: int = 0
     random_offset: bool = True
     eval_batch_size: int = 0
+    valid_batch_size: int = 0
+    carry_state: str = "epoch"
 
     def __post_init__(self) -> None:
+        if self.clip == "none":  # the d2lzh book's effective clipping (its clip never ran): recorded as 0
+            object.__setattr__(self, "clip", 0.0)
         _positive("batch_size", self.batch_size)
         _positive("num_steps", self.num_steps)
         _choice("sampling", self.sampling, SAMPLINGS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _number("lr", self.lr, 0, inclusive=False)
-        _number("clip (0 disables clipping)", self.clip, 0)
+        _number("clip (0 or \"none\" disables clipping)", self.clip, 0)
         _positive("epochs", self.epochs)
         _positive("seed", self.seed, 0, 2**32 - 1)
         _choice("dtype", self.dtype, DTYPES)
@@ -187,6 +210,12 @@ class TrainSpec:
         if not isinstance(self.random_offset, bool):
             raise SpecError(f"random_offset={self.random_offset!r} must be true or false")
         _positive("eval_batch_size (0 = batch_size)", self.eval_batch_size, 0)
+        _positive("valid_batch_size (0 = eval_batch_size)", self.valid_batch_size, 0)
+        _choice("carry_state", self.carry_state, CARRY_STATES)
+        if self.carry_state == "run" and self.sampling != "sequential":
+            raise SpecError(f"carry_state='run' carries the state from one epoch into the next, which only "
+                            f"sequential batches continue; sampling={self.sampling!r} starts every batch from "
+                            f"zeros: use sampling='sequential' or carry_state='epoch'")
         if self.lr_decay != 1 and self.decay_after >= self.epochs:
             raise SpecError(
                 f"the schedule decays the lr from epoch decay_after+1 = {self.decay_after + 1}, past the last "
@@ -196,6 +225,11 @@ class TrainSpec:
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch `epoch` (counted from 1)."""
         return self.lr * self.lr_decay ** max(0, epoch - self.decay_after)
+
+    @property
+    def valid_rows(self) -> int:
+        """Rows of the validation split's batches (`valid_batch_size`, else as the test split)."""
+        return self.valid_batch_size or self.eval_batch_size or self.batch_size
 
     @property
     def carries_state(self) -> bool:

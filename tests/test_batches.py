@@ -188,6 +188,23 @@ def test_ptb_validation(corpus_of):
     assert len(train_batches(ptb, spec, 0)) >= 28
 
 
+def test_the_papers_validation_and_the_stream_beside_it(corpus_of):
+    """ptb-small validates as the Lua `run_valid` (20 rows x 20 steps, carried from a
+    zeroed state) and keeps the batch-1 stream, the test split's protocol, beside it."""
+    from common.batches import eval_splits
+    from common.specs import load_preset
+
+    spec = load_preset("ptb-small")[0]
+    splits = eval_splits(corpus_of(corpus="ptb", token="word"), spec)
+    assert set(splits) == {"valid", "valid_stream", "test"}
+    assert splits["valid"][0][0].shape == (20, 20) and len(splits["valid"]) == (73760 - 1) // 20 // 20
+    assert {X.shape[0] for X, _ in splits["valid_stream"] + splits["test"]} == {1}
+    assert sum(X.size for X, _ in splits["valid_stream"]) == 73760 - 1  # every token but the first, once
+    plain = eval_splits(corpus_of(corpus="ptb", token="word"), RunSpec(spec.data, spec.model, TrainSpec(
+        batch_size=20, num_steps=20, eval_batch_size=1)))
+    assert set(plain) == {"valid", "test"}  # one protocol for both: no second column
+
+
 @pytest.mark.parametrize(
     "train, field, fits",
     [

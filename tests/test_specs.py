@@ -18,6 +18,14 @@ from common.specs import DataSpec, ModelSpec, RunSpec, TrainSpec, load_preset, p
     (lambda: DataSpec(corpus="ptb"), "word-level"),
     (lambda: DataSpec(corpus="jaychou_lyrics", token="word"), "character-level"),
     (lambda: RunSpec(data=DataSpec(num_train=10)), "windows"),
+    (lambda: TrainSpec(carry_state="forever"), "carry_state='forever' is not allowed; choose one of: epoch, run"),
+    (lambda: TrainSpec(carry_state="run", sampling="random"), "use sampling='sequential' or carry_state='epoch'"),
+    (lambda: TrainSpec(clip="off"), "clip"),
+    (lambda: ModelSpec(init="normal:0"), "number > 0"),
+    (lambda: ModelSpec(init="normal:wide"), "number > 0"),
+    (lambda: ModelSpec(init="uniform:0.1"), "after 'normal:'"),
+    (lambda: ModelSpec(init="gaussian"), "init='gaussian' is not allowed"),
+    (lambda: TrainSpec(valid_batch_size=-1), "valid_batch_size"),
 ])
 def test_bad_fields_name_the_field_and_what_is_allowed(make, match):
     with pytest.raises(SpecError, match=match):
@@ -54,10 +62,27 @@ def test_book_presets_load_with_their_settings():
     spec, _ = load_preset("d2l-deep-gru")
     got = (spec.train.sampling, spec.train.batch_size, spec.data.num_train, spec.data.num_val)
     assert got == ("windows", 1024, 10000, 5000)
-    spec, _ = load_preset("jay-gru")
-    assert (spec.train.optimizer, spec.train.lr, spec.train.clip) == ("adam", 0.01, 0.01)
+    for name in ("jay-gru", "jay-lstm", "jay-deep"):  # as seed 003's loop ran: no clip, state over the run
+        spec, _ = load_preset(name)
+        assert (spec.train.optimizer, spec.train.lr, spec.train.clip, spec.train.carry_state) == \
+            ("adam", 0.01, 0.0, "run")
+    assert load_preset("jay-deep")[0].model.cell == "lstm"  # the notes' nn.LSTM, named gru_layer
+    small, tf = load_preset("ptb-small")[0].train, load_preset("ptb-small-tf")[0].train
+    assert [small.lr_at(e) for e in (5, 6, 13)] == [20.0, 10.0, 20.0 / 256]  # main.lua: 1, 1/2, 1/256
+    assert [tf.lr_at(e) for e in (4, 5, 13)] == [20.0, 10.0, 20.0 / 512]  # TensorFlow's tutorial
+    assert (small.valid_rows, small.eval_batch_size) == (20, 1)  # run_valid's 20 x 20; the test stream
 
 
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(SpecError, match="unknown preset 'nope'; available: .*d2l-deep-lstm"):
         load_preset("nope")
+
+
+def test_what_the_books_did_is_spelt_as_they_did_it():
+    """clip='none' (the d2lzh book's clip that never ran) is recorded as 0, no clipping;
+    init='normal:S' draws N(0, S) weights (default S = 0.01, d2l 0.17's MXNet init)."""
+    assert TrainSpec(clip="none").clip == 0.0
+    assert ModelSpec(init="normal").init_std == 0.01 and ModelSpec(init="normal:0.05").init_std == 0.05
+    spec = RunSpec().with_overrides(["carry_state=run", "clip=none", "init=normal:0.02"])
+    assert (spec.train.carry_state, spec.train.clip, spec.model.init) == ("run", 0.0, "normal:0.02")
+    assert RunSpec.from_dict(spec.to_dict()) == spec

@@ -125,12 +125,14 @@ class FlaxModel(JaxBase):
 
     @_in_context
     def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
-        loss_sum, state, tokens, step = self._commit(jnp.zeros((), self._dtype)), None, 0, self.fns.train_step
+        loss_sum, tokens, step = self._commit(jnp.zeros((), self._dtype)), 0, self.fns.train_step
+        state = self._epoch_start_state()
         for X, Y in batches:
             state = self._state_for(state, X.shape[0])
             self._params, self._opt_state, loss_sum, self._key, state = step(
                 self._params, self._opt_state, loss_sum, self._key, state, *self._put(X, Y))
             tokens += X.size
+        self._epoch_end_state(state)
         return EpochStats(float(loss_sum), tokens)  # float() is the epoch's one sync
 
     @_in_context

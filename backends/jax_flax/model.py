@@ -90,6 +90,7 @@ class JaxBase(LanguageModel):
         dtype = np.dtype(self.spec.train.dtype)
         flat = {name: np.asarray(value, dtype=dtype) for name, value in params.items()}
         self._load(unflatten_dict(flat, sep="."))
+        self._run_state = None  # a fresh start carries no state over either
 
     # -- what every mode does alike (through `self.fns`) -------------------------------
     def _state_for(self, state, batch: int):
@@ -171,10 +172,12 @@ class JaxModel(JaxBase):
     def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         batches = list(batches)
         carry = self._commit((self._params, self._opt_state, jnp.zeros((), self._dtype), self._key, None))
+        carry = carry[:4] + (self._epoch_start_state(),)
         for batch, Xs, Ys, count in self._chunks(batches, self._capacity["train"]):
             carry = carry[:4] + (self._state_for(carry[4], batch),)
             carry = self.fns.train_chunk(carry, Xs, Ys, count)
             self._params, self._opt_state, _, self._key, _ = carry  # valid even if interrupted
+        self._epoch_end_state(carry[4])
         loss_sum = float(jax.block_until_ready(carry)[2])  # the epoch's one sync
         return EpochStats(loss_sum, int(sum(X.size for X, _ in batches)))
 

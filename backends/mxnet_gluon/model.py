@@ -95,9 +95,9 @@ class GluonModel(base.LanguageModel):
 
     def _train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
         carry, grads = self.spec.train.carries_state, self._grads()
-        total, tokens, state = nd.zeros((1,), ctx=self.ctx, dtype=np.float64), 0, None
+        total, tokens, state = nd.zeros((1,), ctx=self.ctx, dtype=np.float64), 0, self._epoch_start_state()
         for X, Y in batches:
-            if state is None or not carry:
+            if state is None or not carry or state[0].shape[1] != X.shape[0]:
                 state = self._zeros(X.shape[0])
             with autograd.record():
                 loss, state = self._loss(X, Y, state)
@@ -106,6 +106,7 @@ class GluonModel(base.LanguageModel):
             state = [s.detach() for s in state]
             total = total + loss.astype(np.float64) * Y.size
             tokens += Y.size
+        self._epoch_end_state(state)
         mx.nd.waitall()
         return base.EpochStats(loss_sum=float(total.asnumpy()[0]), tokens=int(tokens))
 
@@ -149,6 +150,7 @@ class GluonModel(base.LanguageModel):
         for name, p in self._params.items():
             p.set_data(nd.array(np.asarray(params[name]), ctx=self.ctx, dtype=self.dtype))
         self._make_update()  # fresh optimizer state
+        self._run_state = None  # a fresh start carries no state over either
 
     def _make_update(self) -> None:
         self.update = make_update(self.spec, self.net.collect_params(), self.lr, library=self.settings.library)
@@ -204,9 +206,9 @@ class BookModel(GluonModel):
         return out[-ids.shape[0]:], new_state
 
     def _train_epoch(self, batches: Iterable[base.Batch]) -> base.EpochStats:
-        state, metric = None, Accumulator(2)  # loss sum, tokens
+        state, metric = self._epoch_start_state(), Accumulator(2)  # loss sum, tokens
         for X, Y in batches:
-            if state is None or not self.spec.train.carries_state:
+            if state is None or not self.spec.train.carries_state or state[0].shape[1] != X.shape[0]:
                 state = self.net.rnn.begin_state(batch_size=X.shape[0], ctx=self.ctx, dtype=self.dtype)
             else:  # the book writes `for s in state: s.detach()`, which discards the
                 state = [s.detach() for s in state]  # detached copies; kept here
@@ -219,5 +221,6 @@ class BookModel(GluonModel):
             book_grad_clipping(self.net, self.spec.train.clip)
             self.trainer.step(batch_size=1)
             metric.add((l * y.size).asscalar(), y.size)  # the book's float(l * size): a sync
+        self._epoch_end_state(state)
         mx.nd.waitall()
         return base.EpochStats(loss_sum=metric[0], tokens=int(metric[1]))

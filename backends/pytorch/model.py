@@ -130,7 +130,8 @@ class TorchModel(LanguageModel):
     def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         self.net.train()
         book = self.settings.book
-        total, tokens, book_total, state = torch.zeros((), device=self.device, dtype=torch.float64), 0, 0.0, None
+        total, tokens, book_total = torch.zeros((), device=self.device, dtype=torch.float64), 0, 0.0
+        state = self._epoch_start_state()
         for X, Y in batches:
             X, y = self._to_device(X, Y)
             state = self._next_state(state, X.shape[0])
@@ -144,6 +145,7 @@ class TorchModel(LanguageModel):
             else:
                 total += loss.detach() * y.numel()
             tokens += y.numel()
+        self._epoch_end_state(state)
         loss_sum = book_total if book else float(total)  # float() waits for the device
         return EpochStats(loss_sum, tokens)
 
@@ -199,6 +201,7 @@ class TorchModel(LanguageModel):
               for canon, tname in self.names.items()}
         self.net.load_state_dict(sd)
         self._make_optimizer()
+        self._run_state = None  # a fresh start carries no state over either
 
     def _loss_and_grads(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, Params]:
         self.net.train()

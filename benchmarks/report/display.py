@@ -149,9 +149,10 @@ def reproduction(table: pd.DataFrame) -> pd.DataFrame:
             "ppl min–max": both(table, "ppl_min", "ppl_max", lambda lo, hi: DASH if _bad(lo) or _bad(hi)
                                 else f"{lo:.3f}–{hi:.3f}")}
            if table["seeds"].fillna(1).gt(1).any() else {}),
-        **({"valid ppl": both(table, "source", "val_ppl", _printed),
-            "test ppl": both(table, "source", "test_ppl", _printed)}
-           if table["test_ppl"].notna().any() else {}),
+        **({"valid ppl": both(table, "source", "val_ppl", _printed)} if table["test_ppl"].notna().any() else {}),
+        **({"valid ppl (batch-1 stream)": table["val_stream_ppl"].map(ppl)}
+           if "val_stream_ppl" in table and table["val_stream_ppl"].notna().any() else {}),
+        **({"test ppl": both(table, "source", "test_ppl", _printed)} if table["test_ppl"].notna().any() else {}),
         "tok/s": table["tok_s"].map(rate),
         "reproduces": table["reproduces"].map(text),
     })

@@ -25,8 +25,8 @@ THROUGHPUT = ["group", "preset", "machine", "device", "threads", "overrides", "b
               "ceiling_flops", "of_ceiling",
               "warmup_s", "final_train_ppl", "final_val_ppl", "peak_rss_mb", "vs_fastest", "run_id", "timestamp"]
 REPRODUCTION = ["preset", "source", "metric", "target_ppl", "who", "machine", "device", "threads", "runs",
-                "status", "epochs_done", "epochs_planned", "ppl", "final_train_ppl", "val_ppl", "test_ppl", "seeds",
-                "ppl_min", "ppl_max", "tok_s", "reproduces", "run_id"]
+                "status", "epochs_done", "epochs_planned", "ppl", "final_train_ppl", "val_ppl", "val_stream_ppl",
+                "test_ppl", "seeds", "ppl_min", "ppl_max", "tok_s", "reproduces", "run_id"]
 TIME_TO_QUALITY = ["group", "preset", "machine", "device", "backend", "mode", "status", "metric", "target_ppl",
                    "time_to_target_s", "reached_epoch", "epochs_done", "warmup_s", "result", "run_id"]
 ENVIRONMENTS = ["group", "preset", "machine", "device", "threads", "os", "python", "numpy", "backend", "mode",
@@ -113,10 +113,16 @@ def verdict(run: pd.Series, target: float | None, metric: str) -> str:
 def _book_rows(name: str, meta: dict, metric: str) -> list[dict]:
     """The source's printed numbers (`kind`: book, paper, tutorial), validation and test
     perplexity beside the judged one where it gave them."""
-    return [{"preset": name, "source": f"{r.get('kind', 'book')} (as reported, other hardware)", "metric": metric,
-             "target_ppl": meta.get("target_ppl"), "who": f"{r.get('framework', '?')} on {r.get('device', '?')}",
+    return [{"preset": name, "source": f"{r.get('kind', 'book')} (as reported{_at(r)}, other hardware)",
+             "metric": metric, "target_ppl": meta.get("target_ppl"),
+             "who": f"{r.get('framework', '?')} on {r.get('device', '?')}",
              "ppl": r.get("ppl"), "val_ppl": r.get("val_ppl"), "test_ppl": r.get("test_ppl"), "tok_s": r.get("tok_s")}
             for r in meta.get("results", [])]
+
+
+def _at(result: dict) -> str:
+    """`, epoch N` for a printed figure from the middle of a run (a curve's point)."""
+    return f", epoch {result['epoch']}" if result.get("epoch") else ""
 
 
 def _measured_rows(name: str, meta: dict, runs: pd.DataFrame) -> list[dict]:
@@ -136,7 +142,8 @@ def _measured_rows(name: str, meta: dict, runs: pd.DataFrame) -> list[dict]:
                "threads": run["threads"], "runs": run["runs"], "status": run["status"],
                "epochs_done": run["epochs_done"], "epochs_planned": run["base_spec"]["train"]["epochs"],
                "ppl": run[f"final_{metric}"], "final_train_ppl": run["final_train_ppl"],
-               "val_ppl": run["final_val_ppl"], "test_ppl": run["final_test_ppl"], "seeds": 1,
+               "val_ppl": run["final_val_ppl"], "val_stream_ppl": run.get("final_val_stream_ppl"),
+               "test_ppl": run["final_test_ppl"], "seeds": 1,
                "tok_s": run["tok_s_median"], "reproduces": verdict(run, meta.get("target_ppl"), metric),
                "run_id": run["run_id"]}
         key = tuple(run[k] for k in keys)
@@ -153,6 +160,7 @@ def _over_seeds(stat: pd.Series, full: pd.DataFrame, keys: list[str], key: tuple
     runs = full[(full[keys] == pd.Series(key, index=keys)).all(axis=1)]
     return {"seeds": int(stat["seeds"]), "ppl": stat["final_median"], "ppl_min": stat["final_min"],
             "ppl_max": stat["final_max"], "val_ppl": runs["final_val_ppl"].median(),
+            "val_stream_ppl": runs["final_val_stream_ppl"].median() if "final_val_stream_ppl" in runs else None,
             "test_ppl": stat["test_median"], "reproduces": reproduces(stat)}
 
 

@@ -81,9 +81,9 @@ def generate(metafunc: pytest.Metafunc) -> None:
 
 
 def make_spec(cell="lstm", layers=2, dtype="float32", bidirectional=False, input="one_hot", dropout=0.0,
-              **train) -> RunSpec:
+              init="uniform", **train) -> RunSpec:
     model = ModelSpec(cell=cell, num_layers=layers, num_hiddens=HIDDEN, bidirectional=bidirectional,
-                      input=input, embed_size=4 if input == "embedding" else 0, dropout=dropout)
+                      input=input, embed_size=4 if input == "embedding" else 0, dropout=dropout, init=init)
     defaults = dict(batch_size=BATCH, num_steps=STEPS, lr=1.0, clip=0.1, epochs=1, dtype=dtype)
     return RunSpec(model=model, train=TrainSpec(**{**defaults, **train}))
 

@@ -20,7 +20,7 @@ STRUCTURES = {"stack": {}, "single": dict(layers=1), "bidirectional": dict(bidir
               "embedding": dict(layers=1, input="embedding")}
 # variants of the training loop: state carried (detached) across batches or reset every batch, ...
 TRAINING = {"sequential": dict(sampling="sequential"), "random": dict(sampling="random"),
-            "no-clip": dict(clip=0.0), "adam": dict(optimizer="adam", lr=0.01)}
+            "no-clip": dict(clip="none"), "adam": dict(optimizer="adam", lr=0.01)}
 TRAIN_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
@@ -105,6 +105,45 @@ def test_training_variants_track_reference(backend, mode, variant, dtype):
     if mode == "compile":
         pytest.skip("torch.compile takes seconds per graph: its steps are `nn`'s")
     check_training(backend, mode, "lstm", variant, dtype)
+
+
+def test_state_carried_over_the_run_tracks_reference(backend, mode):
+    """carry_state='run' (the d2lzh loop sets `state = None` once, before its epochs):
+    two epochs train as one trajectory whose state runs on from the first epoch's last
+    batch into the second's first, not as two that each start from zeros."""
+    if mode == "compile":
+        pytest.skip("torch.compile takes seconds per graph: its loop is `nn`'s")
+    spec = make_spec("lstm", carry_state="run")
+    params = init_params(spec.model, VOCAB, seed=9)
+    model = backend.build(spec, VOCAB, "cpu", params, mode)
+    data = batches(200, 6)
+    model.train_epoch(data[:3])
+    second = model.train_epoch(data[3:])
+    want, final = reference.train_trajectory(as64(params), spec.model, spec.train, data, clip_epsilon(model))
+    reset = reference.train_trajectory(reference.train_trajectory(as64(params), spec.model, spec.train, data[:3],
+                                                                  clip_epsilon(model))[1],
+                                       spec.model, spec.train, data[3:], clip_epsilon(model))
+    assert worst_error(reset[1], final) > 1e-3  # so a backend that reset the state would fail below
+    mean = np.mean(want[3:])
+    assert abs(second.loss_sum / second.tokens - mean) / mean <= TRAIN_TOLERANCE["float32"]
+    assert worst_error(model.get_params(), final) <= 10 * TRAIN_TOLERANCE["float32"]
+
+
+def test_the_books_normal_init_trains_as_reference(backend, mode):
+    """init='normal:0.01' (d2l 0.17's MXNet `init.Normal(0.01)`, biases zero): the drawn
+    parameters load and train as the reference's."""
+    if mode == "compile":
+        pytest.skip("torch.compile takes seconds per graph")
+    spec = make_spec("gru", init="normal:0.01")
+    params = init_params(spec.model, VOCAB, seed=9)
+    assert all(not v.any() for k, v in params.items() if k.rsplit(".", 1)[-1].startswith("b"))
+    assert 0.008 < np.std(params["dense.w"]) < 0.012
+    model = backend.build(spec, VOCAB, "cpu", params, mode)
+    data = batches(200, 6)
+    stats = model.train_epoch(data)
+    want, final = reference.train_trajectory(as64(params), spec.model, spec.train, data, clip_epsilon(model))
+    assert abs(stats.loss_sum / stats.tokens - np.mean(want)) / np.mean(want) <= TRAIN_TOLERANCE["float32"]
+    assert worst_error(model.get_params(), final) <= 10 * TRAIN_TOLERANCE["float32"]
 
 
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 0.3), ("adam", 0.002)])
