@@ -259,16 +259,28 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
                     say(f"  {child.contender.label}: {_why_not(child, opts)}; the campaign goes on without it")
                 child.slice_s[r] = time.perf_counter() - tic
                 busy = is_disturbed(child.loads.get(r))
+                if busy and opts.retry_disturbed:  # a busy minute costs time, not precision
+                    plan.deadline += credit(opts, child.slice_s[r])
             say(f"  [{name}] {round_line(children, r, plan.planned)}")
             if r == plan.target:
                 plan.extend(children, r)
         if waited:
             say(f"  [{name}] waited {waited:.0f} s in all for other programs' bursts to pass before slices")
+        if opts.extended_s:
+            say(f"  [{name}] budget extended by {opts.extended_s:.0f} s so far: the time of disturbed slices")
     finally:
         for child in children:
             if not child.finished:
                 child.stop(STOP_REASON[0])
     return children, failed
+
+
+def credit(opts: argparse.Namespace, seconds: float) -> float:
+    """The budget a disturbed slice gives back (its wall time), while the campaign's
+    extensions stay within one more --budget; counted in opts.extended_s."""
+    given = max(0.0, min(seconds, opts.budget_s - opts.extended_s))
+    opts.extended_s += given
+    return given
 
 
 def _why_not(child: Child, opts: argparse.Namespace) -> str:
@@ -466,7 +478,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                               "the default suite, else off)")
     verdict.add_argument("--budget", type=float, default=None, metavar="MINUTES",
                          help=f"minutes the whole campaign may take with --precision, start-up and warm-up "
-                              f"included; the planned rounds always run (default {DEFAULT_BUDGET_MIN:g})")
+                              f"included; the planned rounds always run, and each disturbed slice's time is "
+                              f"given back, up to one more budget (default {DEFAULT_BUDGET_MIN:g})")
     verdict.add_argument("--no-retry-disturbed", dest="retry_disturbed", action="store_false",
                          help="do not add a replacement round for each disturbed one")
     verdict.add_argument("--retry-cap", type=int, default=None, metavar="N",
@@ -493,6 +506,7 @@ def check_verdict_options(opts: argparse.Namespace, rest: list[str], contenders:
     if opts.budget is not None and not opts.budget > 0:
         raise SpecError(f"--budget {opts.budget:g} must be a positive number of minutes, e.g. --budget 10")
     opts.budget_s = 60 * (DEFAULT_BUDGET_MIN if opts.budget is None else opts.budget)
+    opts.extended_s = 0.0  # budget given back for disturbed slices (`credit`)
     if not 0 <= opts.noise < 1:
         raise SpecError(f"--noise {opts.noise:g} must be in [0, 1): the share of time one core is kept busy")
     if opts.retry_cap is not None and opts.retry_cap < 0:
@@ -567,7 +581,7 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
         try:
             for k, (args, who) in enumerate(todo):
                 now = time.perf_counter()  # each preset gets an even share of the budget left
-                deadline = now + (began + opts.budget_s - now) / (len(todo) - k)
+                deadline = now + (began + opts.budget_s + opts.extended_s - now) / (len(todo) - k)
                 done, failed = run_entry(args, who, opts, cid, peaked, Path(scratch), deadline)
                 children += done
                 lost += [f"{c} ({' '.join(args)})" for c in failed + unrecorded(done, opts.results)]

@@ -101,6 +101,7 @@ def test_planted_disturbance_is_flagged_replaced_and_moves_neither_verdict_nor_r
     out = drive(tmp_path / "busy", busy, "--rounds", "10", "--no-twin")
     assert out.returncode == 0, out.stderr
     assert "up to 2 disturbed round(s) per contender so far: 2 replacement round(s)" in out.stdout
+    assert "budget extended by" in out.stdout  # the disturbed slices' time given back
     assert "round 12/10 (extra)" in out.stdout and "round 13/10" not in out.stdout
     data, hit = rows_of(tmp_path / "busy")
     assert hit["jax"]["disturbed_rounds"] == 2 and hit["jax"]["rounds"] == 12
@@ -208,3 +209,15 @@ def test_the_burner_keeps_its_duty_and_stops_with_its_parent():
     time.sleep(0.5)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert callable(burn) and os.getpid()
+
+
+def test_a_disturbed_slice_gives_its_time_back_up_to_one_more_budget():
+    """A busy minute costs time, not precision: each disturbed slice's wall time extends
+    the deadline, until the extensions add up to one more --budget."""
+    import argparse
+
+    from benchmarks.campaign import credit
+
+    opts = argparse.Namespace(budget_s=10.0, extended_s=0.0)
+    assert [credit(opts, 4.0) for _ in range(4)] == [4.0, 4.0, 2.0, 0.0]
+    assert opts.extended_s == 10.0
