@@ -122,6 +122,7 @@ class ModeInfo:
 
     track: str = "tuned"
     description: str = ""
+    init: str = ""  # a book mode's own source's initialisation (a spec `init` value); "" = the spec's
 
     def __post_init__(self) -> None:
         if self.track not in TRACKS:

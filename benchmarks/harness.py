@@ -10,6 +10,7 @@ the middle — the epochs already run are written as one record, atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -239,10 +240,22 @@ def measure_peaks(backend: Backend, device: str) -> dict[str, float]:
         return {}
 
 
+def mode_init(backend: Backend, req: RunRequest) -> str:
+    """The initialisation a book mode's source used (MXNet `book`: d2l 0.17's
+    train_ch8 re-initialises with init.Normal(0.01)), or '' for the spec's own. The
+    spec is left as the preset's, so the run stays in its comparison group; the record
+    says `init_from_mode`."""
+    if req.spec.model.init == "framework":
+        return ""
+    return getattr(backend.mode_table.get(backend.check_mode(req.mode)), "init", "") or ""
+
+
 def build_model(backend: Backend, req: RunRequest, vocab_size: int) -> LanguageModel:
     spec = req.spec
+    own = mode_init(backend, req)
+    drawn = dataclasses.replace(spec.model, init=own, init_scale=0.0) if own else spec.model
     params = None if spec.model.init == "framework" else init_params(
-        spec.model, vocab_size, spec.train.seed, spec.train.dtype)
+        drawn, vocab_size, spec.train.seed, spec.train.dtype)
     if req.perturb_init:
         if params is None:
             raise SpecError("--perturb-init changes the canonical initial parameters: it needs init != 'framework'")
@@ -443,6 +456,7 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
         "threads": env["framework"].get("threads"),
         "seed": req.spec.train.seed, "seeds": {"index": req.seeds[0], "count": req.seeds[1]},
         "perturbed_init": req.perturb_init,
+        **({"init_from_mode": own} if (own := mode_init(backend, req)) else {}),
         "spec": req.spec.to_dict(), "book": req.book,
         "warnings": warnings, "epochs": state.epochs, "summary": summary, "samples": state.samples, "env": env,
         **({"extra_epochs": state.extra_epochs} if state.extra_epochs else {}),

@@ -148,3 +148,21 @@ def test_clip_norm_keeps_the_small_gradients():
         assert abs(scale - 0.01 / want) / (0.01 / want) < 1e-6
         grads[0][:] = grads[0] * 2
         want = np.sqrt(want**2 + 3 * (big.astype(np.float64) ** 2).sum())
+
+
+def test_the_book_mode_starts_from_the_books_init():
+    """d2l 0.17's train_ch8 re-initialises every model with init.Normal(0.01), biases
+    zero: MXNet `book` draws its initial parameters that way (the record says
+    `init_from_mode`; the spec stays the preset's), the tuned modes from the spec's."""
+    from benchmarks.harness import RunRequest, build_model, mode_init
+    from common.specs import load_preset
+
+    backend = load_backend("mxnet", threads=1)
+    spec = load_preset("quick-lstm")[0]
+    book = RunRequest(backend="mxnet", spec=spec, mode="book")
+    assert mode_init(backend, book) == "normal:0.01"
+    params = build_model(backend, book, 28).get_params()
+    biases = [v for k, v in params.items() if k.rsplit(".", 1)[-1].startswith("b")]
+    assert biases and not any(b.any() for b in biases) and 0.008 < params["dense.w"].std() < 0.012
+    tuned = build_model(backend, RunRequest(backend="mxnet", spec=spec, mode="hybridized"), 28).get_params()
+    assert mode_init(backend, RunRequest(backend="mxnet", spec=spec)) == "" and tuned["dense.b"].any()

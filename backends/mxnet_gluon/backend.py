@@ -44,7 +44,8 @@ MODES = {
                                 "elementwise ops, as every mode (Gluon's fused loss is too inexact for parity)",
                   hybridize=True, library=True),
     "book": Mode("book", "d2l 0.17's RNNModel and train_epoch_ch8: Gluon rnn layers, imperative, the book's "
-                         "grad_clipping (host norm) and float(loss) every step", book=True),
+                         "grad_clipping (host norm) and float(loss) every step, from train_ch8's "
+                         "init.Normal(0.01) (biases zero)", book=True, init="normal:0.01"),
 }
 
 

@@ -150,6 +150,7 @@ def flatten(record: dict) -> dict[str, Any]:
         "seed": int((spec.get("train") or {}).get("seed") or 0),
         "seed_count": int((record.get("seeds") or {}).get("count") or 1),
         "perturbed_init": bool(record.get("perturbed_init")),
+        "init_from_mode": record.get("init_from_mode") or "",
         "overrides": ((overrides if base is not None else spec_summary(spec))
                       + (", perturbed_init" if record.get("perturbed_init") else "")).lstrip(", "),
         "overrides_but_epochs": spec_overrides(spec, base, ignore=("epochs",)),

@@ -138,7 +138,9 @@ def _measured_rows(name: str, meta: dict, runs: pd.DataFrame) -> list[dict]:
     for _, run in pick_rows(mine, keys, prefer=("_full",)).sort_values(keys).iterrows():
         metric = metric_of(meta, run)
         row = {"preset": name, "source": "here", "metric": metric, "target_ppl": meta.get("target_ppl"),
-               "who": f"{run['backend']} {run['mode']}", "machine": run["machine"], "device": run["device"],
+               "who": f"{run['backend']} {run['mode']}" + (f" (init {run['init_from_mode']}, as its book)"
+                                                            if run.get("init_from_mode") else ""),
+               "machine": run["machine"], "device": run["device"],
                "threads": run["threads"], "runs": run["runs"], "status": run["status"],
                "epochs_done": run["epochs_done"], "epochs_planned": run["base_spec"]["train"]["epochs"],
                "ppl": run[f"final_{metric}"], "final_train_ppl": run["final_train_ppl"],
