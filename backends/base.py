@@ -22,7 +22,7 @@ import re
 import sys
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -122,7 +122,7 @@ class ModeInfo:
 
     track: str = "tuned"
     description: str = ""
-    init: str = ""  # a book mode's own source's initialisation (a spec `init` value); "" = the spec's
+    init: str = field(default="", kw_only=True)  # a book mode's source's own init; "": the spec's
 
     def __post_init__(self) -> None:
         if self.track not in TRACKS:
