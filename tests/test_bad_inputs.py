@@ -76,7 +76,7 @@ CASES = [
     ("lr-nan", lambda t, d: run_args("--set", "lr=nan"), 2, "error: lr=nan must be a finite number > 0", None),
     ("lr-inf", lambda t, d: run_args("--set", "train.lr=inf"), 2, "error: lr=inf must be a finite number > 0", None),
     ("clip-minus-inf", lambda t, d: run_args("--set", "clip=-inf"), 2,
-     "clip (0 disables clipping)=-inf must be a finite", None),
+     'clip (0 or "none" disables clipping)=-inf must be a finite', None),
     ("max-tokens-2", lambda t, d: run_args("--set", "max_tokens=2", "--data-dir", str(d), "--results", str(t)),
      2, "error: num_steps=10 is too long for the corpus of 2 tokens", "<= 0"),
     ("max-tokens-2-advice", lambda t, d: run_args("--set", "max_tokens=2", "--data-dir", str(d), "--results", str(t)),
