@@ -35,7 +35,7 @@ from backends import BACKENDS
 from backends.distributed import DATA_PARALLEL_MODE
 from benchmarks import noise
 from benchmarks import rounds as pipe
-from benchmarks.suites import PlanError, default_rounds, has_track, plan, suite_of, suite_tracks
+from benchmarks.suites import PlanError, default_rounds, has_track, plan, suite_of, suite_processes, suite_tracks
 from common.errors import RnnbenchError, SpecError
 from common.load import is_disturbed, wait_quiet
 from common.records import check_name, iter_records, new_campaign_id, new_run_id
@@ -85,6 +85,7 @@ class Child:
     proc: subprocess.Popen
     run_id: str
     stderr: Path
+    process: tuple[int, int] = (1, 1)  # (k, N): it trains the contender's rounds k, k + N, ... (`--processes`)
     rounds: int = 0
     rates: dict[int, float] = field(default_factory=dict)  # per round number: its tok/s
     loads: dict[int, dict] = field(default_factory=dict)  # per round: the shares the child measured (common.load)
@@ -199,30 +200,48 @@ def entries(contenders: list[Contender], rest: list[str]) -> list[tuple[tuple[st
     return list(out.items())
 
 
+def processes_of(contender: Contender, opts: argparse.Namespace) -> int:
+    """How many processes share this contender's rounds: --processes, except for a
+    data-parallel contender (its workers are processes already) and a checkout that
+    predates the option (one process, every round)."""
+    if contender.workers or "--process" not in _cli_text(contender.tree):
+        return 1
+    return opts.processes
+
+
+def _cli_text(tree: Path) -> str:
+    try:
+        return (tree / "benchmarks" / "cli.py").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
 def start(contender: Contender, args: tuple[str, ...], opts: argparse.Namespace, campaign: str,
-          peak: bool, scratch: Path) -> Child:
+          peak: bool, scratch: Path, process: tuple[int, int] = (1, 1)) -> Child:
     run_id = new_run_id()
+    k, n = process
     cmd = [contender.python, "-m", "benchmarks", "run", "--backend", contender.backend, *args,
-           "--campaign", campaign, "--rounds", str(opts.rounds), "--gate", "--quiet",
+           "--campaign", campaign, "--rounds", str(math.ceil(opts.rounds / n)), "--gate", "--quiet",
            "--contender", contender.label, "--results", str(opts.results.resolve()), "--run-id", run_id]
     cmd += (["--mode", contender.mode] if contender.mode else []) + ([] if peak else ["--no-peak"])
+    cmd += ["--process", f"{k}/{n}"] if n > 1 else []
     cmd += ["--workers", str(contender.workers)] if contender.workers else []
     if (contender.tree / "common" / "load.py").is_file():  # a checkout that knows disturbed rounds and twins
-        cmd += ["--extendable"] + (["--parity-check"] if opts.parity and not contender.twin else [])  # a twin
-        # runs its original's code, checked already
+        checked = opts.parity and not contender.twin and k == 1  # a twin or a second process runs code
+        cmd += ["--extendable"] + (["--parity-check"] if checked else [])  # that is checked already
         cmd += ["--twin-of", contender.original] if contender.twin else []
         cmd += ["--campaign-settings", json.dumps(settings(opts))]
     err = scratch / f"{run_id}.stderr"
     with err.open("w") as handle:
         proc = subprocess.Popen(cmd, cwd=contender.tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=handle, text=True, bufsize=1)
-    return Child(contender, proc, run_id, err)
+    return Child(contender, proc, run_id, err, process)
 
 
 def settings(opts: argparse.Namespace) -> dict:
     """What the records keep of how this campaign decides (the report shows it)."""
     return {"precision": opts.precision, "budget_min": opts.budget_s / 60, "retry_disturbed": opts.retry_disturbed,
-            "retry_cap": opts.retry_cap, "noise": opts.noise, "parity": opts.parity}
+            "retry_cap": opts.retry_cap, "noise": opts.noise, "parity": opts.parity, "processes": opts.processes}
 
 
 def say(text: str) -> None:
@@ -240,15 +259,17 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
     children, failed = [], []
     try:
         for contender in contenders:
-            child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch)
-            started = child.wait_message(opts.contender_timeout)
-            if started in ("exit", "hung"):
-                say(f"  {contender.label}: did not start: {_why_not(child, opts)}")
-                failed.append(contender.label)
-                continue
-            peaked.add(contender.framework)
-            children.append(child)
-        plan = RoundPlan(max((c.rounds for c in children), default=0), opts, deadline)
+            n = processes_of(contender, opts)
+            for k in range(1, n + 1):
+                child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch, (k, n))
+                started = child.wait_message(opts.contender_timeout)
+                if started in ("exit", "hung"):
+                    say(f"  {contender.label}{_nth(child)}: did not start: {_why_not(child, opts)}")
+                    failed.append(contender.label)
+                    continue
+                peaked.add(contender.framework)
+                children.append(child)
+        plan = RoundPlan(max((c.rounds * c.process[1] for c in children), default=0), opts, deadline)
         r, busy, waited = 0, False, 0.0
         while r < plan.target:
             r += 1
@@ -273,6 +294,11 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
             if not child.finished:
                 child.stop(STOP_REASON[0])
     return children, failed
+
+
+def _nth(child: Child) -> str:
+    k, n = child.process
+    return f" (process {k} of {n})" if n > 1 else ""
 
 
 def credit(opts: argparse.Namespace, seconds: float) -> float:
@@ -318,14 +344,18 @@ class RoundPlan:
         self.needed: set[str] | None = None  # who trains the precision rounds; None: everyone
 
     def runs(self, child: Child, r: int) -> bool:
-        """Whether `child` trains round `r`: every planned round; later ones while it is
-        needed (a checkout that cannot skip a round number always is)."""
+        """Whether `child` trains round `r`: its turn among its contender's processes,
+        every planned round; later ones while it is needed (a checkout that cannot skip
+        a round number always is)."""
+        k, n = child.process
+        if (r - 1) % n != k - 1:
+            return False
         return r <= self.planned or self.needed is None or child.contender.label in self.needed or not child.numbered
 
     def fitting(self, children: list[Child]) -> int:
         """How many more rounds of these children end before the deadline, at their mean
         turn so far."""
-        turn = sum(sum(c.slice_s.values()) / max(1, len(c.slice_s)) for c in children)
+        turn = sum(sum(c.slice_s.values()) / max(1, len(c.slice_s)) / c.process[1] for c in children)
         left = self.deadline - time.perf_counter()
         return max(0, int(left / turn)) if turn > 0 else (MAX_ROUNDS_FACTOR * self.planned if left > 0 else 0)
 
@@ -337,9 +367,10 @@ class RoundPlan:
             widths = pair_widths(children)
             self.reached = max(widths.values(), default=0.0)
             self.needed = {name for pair, width in widths.items() if width > self.opts.precision for name in pair}
-        disturbed = max((sum(is_disturbed(x) for k, x in c.loads.items() if k <= r) for c in children), default=0)
+        disturbed = max((sum(is_disturbed(x) for k, x in loads.items() if k <= r)
+                         for _, loads in merged(children).values()), default=0)
         owed = self.planned + min(disturbed, self.opts.retry_cap if self.opts.retry_disturbed else 0)
-        room = self.fitting([c for c in live if self.runs(c, r + 1)])
+        room = self.fitting([c for c in live if any(self.runs(c, r + j) for j in range(1, c.process[1] + 1))])
         if r < owed and self.needed != set() and room >= 1:  # in batches that fit before the deadline
             batch = min(owed - r, room)
             whom = "" if self.needed is None else f" for {', '.join(sorted(self.needed))}"
@@ -367,9 +398,20 @@ def pair_widths(children: list[Child]) -> dict[tuple[str, str], float]:
     from benchmarks.report import stats
 
     twins = {c.contender.label: c.contender.original for c in children if c.contender.twin}
-    slices = {c.contender.label: stats.slice_frame(c.rates, c.loads, {k for k, x in c.loads.items() if is_disturbed(x)})
-              for c in children}
+    slices = {label: stats.slice_frame(rates, loads, {k for k, x in loads.items() if is_disturbed(x)})
+              for label, (rates, loads) in merged(children).items()}
     return stats.pair_widths(slices, twins)
+
+
+def merged(children: list[Child]) -> dict[str, tuple[dict[int, float], dict[int, dict]]]:
+    """Per contender: the rates and loads of all its processes, by round (they take
+    turns, so no round is heard twice)."""
+    out: dict[str, tuple[dict, dict]] = {}
+    for c in children:
+        rates, loads = out.setdefault(c.contender.label, ({}, {}))
+        rates.update(c.rates)
+        loads.update(c.loads)
+    return out
 
 
 def report_status(children: list[Child], results: Path) -> list[str]:
@@ -473,6 +515,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                          help="run CONTENDER (e.g. pytorch/tuned) twice, as two processes: the A/A calibration "
                               "(default in the default suite: the first contender)")
     verdict.add_argument("--no-twin", dest="no_twin", action="store_true", help="no A/A twin")
+    verdict.add_argument("--processes", type=int, default=None, metavar="N",
+                         help="run each contender as N processes that take turns at its rounds, so its interval "
+                              "spans the differences between two processes of the same code (default 2 in the "
+                              "default suite, whose presets are cut to that: else 1)")
     verdict.add_argument("--precision", type=float, default=None, metavar="P",
                          help="add rounds until every ratio interval's half-width is at most P (default 0.03 in "
                               "the default suite, else off)")
@@ -493,6 +539,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 DEFAULT_BUDGET_MIN = 10.0
+MAX_PROCESSES = 8
 DEFAULT_PRECISION = {"default": 0.03}  # per suite; other suites run their planned rounds unless asked
 
 
@@ -509,6 +556,9 @@ def check_verdict_options(opts: argparse.Namespace, rest: list[str], contenders:
     opts.extended_s = 0.0  # budget given back for disturbed slices (`credit`)
     if not 0 <= opts.noise < 1:
         raise SpecError(f"--noise {opts.noise:g} must be in [0, 1): the share of time one core is kept busy")
+    if opts.processes is not None and not 1 <= opts.processes <= MAX_PROCESSES:
+        raise SpecError(f"--processes {opts.processes} must be 1 to {MAX_PROCESSES}, e.g. 2")
+    opts.processes = opts.processes or suite_processes(list(rest))
     if opts.retry_cap is not None and opts.retry_cap < 0:
         raise SpecError(f"--retry-cap {opts.retry_cap} must be 0 or more")
     opts.retry_cap = max(1, opts.rounds // 2) if opts.retry_cap is None else opts.retry_cap

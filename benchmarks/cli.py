@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                            "shape (the record's `parity`; a contender that fails is never ranked)")
     camp.add_argument("--twin-of", default=None, metavar="CONTENDER",
                       help="this process is an A/A twin of CONTENDER (the campaign's calibration, never ranked)")
+    camp.add_argument("--process", type=process_arg, default=(1, 1), metavar="K/N",
+                      help="with --gate: this is process K of the N that take turns at this contender's rounds "
+                           "(K, K+N, K+2N, ...), so its interval spans process-to-process differences")
     camp.add_argument("--campaign-settings", type=json.loads, default=None, help=argparse.SUPPRESS)
     parity = sub.add_parser("parity", help="compare a backend's loss and gradients with the numpy reference")
     _spec_arguments(parity)
@@ -77,6 +80,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     past = sub.add_parser("history", help="every campaign's tokens/sec over time, per machine; steps marked")
     _history_arguments(past)
     return parser.parse_args(argv)
+
+
+def process_arg(text: str) -> tuple[int, int]:
+    """`--process K/N` as (K, N); argparse turns the ValueError into a one-line error."""
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 1 <= K <= N, e.g. 1/2")
+    return int(k), int(n)
 
 
 def _spec_arguments(p: argparse.ArgumentParser) -> None:
@@ -177,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for flag in ("tag", "campaign", "contender", "twin_of", "run_id"):
         check_name("--" + flag.replace("_", "-"), getattr(args, flag, None))
     spec, book = resolve_spec(args)
-    epoch_rounds(spec.train.epochs, args.rounds)  # --rounds 0 is an error before anything runs
+    epoch_rounds(spec.train.epochs, args.rounds, *args.process)  # --rounds 0 is an error before anything runs
     if args.gate and spec.train.epochs < 2:
         raise RnnbenchError(f"a campaign run needs at least 2 epochs (a warm-up and a timed one); "
                             f"{args.preset} has {spec.train.epochs}: raise --epochs")
@@ -194,7 +205,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          args.data_dir, args.results, args.peak, args.tag, campaign=campaign,
                          rounds=args.rounds, gated=args.gate, contender=args.contender, run_id=args.run_id,
                          seeds=(k, count), perturb_init=args.perturb_init, extendable=args.extendable and args.gate,
-                         parity=args.parity_check, twin_of=args.twin_of, settings=args.campaign_settings or {})
+                         parity=args.parity_check, twin_of=args.twin_of, process=args.process,
+                         settings=args.campaign_settings or {})
         label = f"{args.backend} {args.preset}" + (f" seed {seeded.train.seed}" if count > 1 else "")
         progress = Progress(spec.train.epochs, label, enabled=None if not args.quiet else False)
         try:

@@ -73,6 +73,7 @@ class RunRequest:
     extendable: bool = False  # after the planned rounds, train timing-only rounds while the driver asks
     parity: bool = False  # check loss and gradients against the numpy reference before timing
     twin_of: str | None = None  # this process is an A/A twin of that contender (never ranked)
+    process: tuple[int, int] = (1, 1)  # (k, N): process k of the N that share this contender's rounds
     settings: dict[str, Any] = field(default_factory=dict)  # the campaign's verdict settings (precision, noise)
 
 
@@ -269,7 +270,7 @@ def round_gate(req: RunRequest) -> Gate | None:
     label its epochs)."""
     if not req.gated:
         return None
-    return Gate(epoch_rounds(req.spec.train.epochs, req.rounds), threads=req.threads or default_threads(),
+    return Gate(epoch_rounds(req.spec.train.epochs, req.rounds, *req.process), threads=req.threads or default_threads(),
                 extendable=req.extendable)
 
 
@@ -420,7 +421,7 @@ def thread_warnings(req: RunRequest, framework_env: dict) -> list[str]:
 def campaign_of(req: RunRequest, state: RunState) -> dict[str, Any]:
     """The record's `campaign`: its id, its rounds, and this process's name in it; each
     epoch row gets its `round` (0 = warm-up)."""
-    rounds = epoch_rounds(req.spec.train.epochs, req.rounds)
+    rounds = epoch_rounds(req.spec.train.epochs, req.rounds, *req.process)
     for row in state.epochs:
         row["round"] = rounds[row["epoch"] - 1]
     extra = max((e["round"] for e in state.extra_epochs), default=0)
@@ -429,6 +430,7 @@ def campaign_of(req: RunRequest, state: RunState) -> dict[str, Any]:
            **({"settings": req.settings} if req.settings else {})}
     load = [{"round": r, **v} for r, v in sorted(state.loads.items()) if v]
     out = {**out, "load": load} if load else out
+    out = {**out, "process": f"{req.process[0]}/{req.process[1]}"} if req.process[1] > 1 else out
     return {**out, "twin_of": req.twin_of} if req.twin_of else out
 
 

@@ -27,18 +27,22 @@ HEARTBEAT_S = 5.0  # a gated run says `alive` this often, so the driver can tell
 _WRITE = threading.Lock()  # protocol lines from the main thread and the heartbeat never interleave
 
 
-def epoch_rounds(epochs: int, rounds: int) -> list[int]:
-    """The round of each epoch: 0 for the warm-up epoch, then 1..rounds, as even as can be.
+def epoch_rounds(epochs: int, rounds: int, process: int = 1, processes: int = 1) -> list[int]:
+    """The campaign round of each epoch: 0 for the warm-up epoch, then `rounds` rounds,
+    as even as can be. A contender run as several processes (`campaign --processes N`)
+    takes turns: process k of N trains rounds k, k + N, k + 2N, ...
 
     `rounds` larger than the epochs after the warm-up is cut down to that number."""
     if rounds < 1:
         raise SpecError(f"--rounds={rounds} must be at least 1")
+    if not 1 <= process <= processes:
+        raise SpecError(f"--process {process}/{processes}: give K/N with 1 <= K <= N, e.g. 1/2")
     timed = epochs - 1
     rounds = max(1, min(rounds, timed))
     out = [0]
     for r in range(rounds):
         size = timed // rounds + (1 if r < timed % rounds else 0)
-        out += [r + 1] * size
+        out += [process + r * processes] * size
     return out[:epochs]
 
 
@@ -66,7 +70,8 @@ class Gate:
 
     @property
     def rounds(self) -> int:
-        return max(self.rounds_of_epoch)
+        """How many planned rounds this process trains."""
+        return len({r for r in self.rounds_of_epoch if r})
 
     def before_epoch(self, index: int, rows: list[dict]) -> None:
         """Called before epoch `index` (0-based), `rows` the epochs done; blocks at each
@@ -74,13 +79,16 @@ class Gate:
         this = self.rounds_of_epoch[index]
         if this == 0 or (index > 0 and self.rounds_of_epoch[index - 1] == this):
             return
-        if this == 1:
+        if not self.current:
             say(self.out, "ready", rounds=self.rounds, extendable=int(self.extendable), numbered=1)
         else:
             self.end_round()
-            self._say_round("paused", rows, this - 1)
-        if self._wait_go() is None:
+            self._say_round("paused", rows, self.current)
+        go = self._wait_go()
+        if go is None:
             raise KeyboardInterrupt(self.stopped_by)
+        if go.get("round", str(this)) != str(this):
+            raise SpecError(f"the campaign driver asked for round {go['round']}; this process trains round {this} next")
         self._begin(this)
 
     def end_round(self) -> None:

@@ -84,6 +84,12 @@ SUITE_ROUNDS = {"default": 20, "book": 10, "paper": 6, "smoke": 2, "scaling": 2}
 # each backend's default mode. `book` only where the book has a loop (BOOK_BACKENDS).
 SUITE_TRACKS = {"default": ("tuned", "out-of-box", "book")}
 BOOK_BACKENDS = ("pytorch", "mxnet")
+# Processes per contender (`campaign --processes`): two processes of the same code can
+# differ by a few percent for the whole of their lives (memory layout, thread
+# placement), which no interval over one process's rounds can see; taking turns, each
+# of them trains half the rounds, so every interval spans that difference. The quick
+# presets are cut to 10 rounds per process for it (20 per contender, as before).
+SUITE_PROCESSES = {"default": 2}
 DEFAULT_ROUNDS = 7
 BACKEND_NAMES = ("pytorch", "mxnet", "jax")  # backends.BACKENDS, without importing it here
 
@@ -102,6 +108,10 @@ def suite_of(posargs: list[str]) -> str | None:
 
 def default_rounds(posargs: list[str]) -> int:
     return SUITE_ROUNDS.get(suite_of(posargs) or "", DEFAULT_ROUNDS)
+
+
+def suite_processes(posargs: list[str]) -> int:
+    return SUITE_PROCESSES.get(suite_of(posargs) or "", 1)
 
 
 def suite_tracks(posargs: list[str]) -> tuple[str, ...] | None:

@@ -31,9 +31,11 @@ FAKE_RUN = textwrap.dedent("""\
     print("some framework chatter")
     print("@rnnbench ready rounds=%d" % rounds, flush=True)
     for r in range(1, rounds + 1):
-        if not sys.stdin.readline().startswith("@rnnbench go"):
+        line = sys.stdin.readline()
+        if not line.startswith("@rnnbench go"):
             sys.exit(130)
-        log.write("%s %d%s\\n" % (label, r, "" if "--no-peak" in args or r > 1 else " peak")); log.flush()
+        n = int(line.split("round=")[1]) if "round=" in line else r  # the campaign's number for this round
+        log.write("%s %d%s\\n" % (label, n, "" if "--no-peak" in args or r > 1 else " peak")); log.flush()
         word = "done" if r == rounds else "paused"
         if word == "done":  # its record, as a real run writes it before it exits
             sys.path.insert(0, {repo!r})
@@ -43,7 +45,7 @@ FAKE_RUN = textwrap.dedent("""\
                          [1000.0 + k for k in range(1, rounds + 1)])
             rec["run_id"] = args[args.index("--run-id") + 1]
             append_record(args[args.index("--results") + 1] + "/fake.jsonl", rec)
-        print("@rnnbench %s round=%d tok_s=%d" % (word, r, 1000 + r), flush=True)
+        print("@rnnbench %s round=%d tok_s=%d" % (word, n, 1000 + n), flush=True)
 """)
 
 
@@ -53,6 +55,31 @@ def test_epoch_rounds_split_the_epochs_after_the_warm_up():
     assert epoch_rounds(1, 1) == [0]
     with pytest.raises(SpecError, match="at least 1"):
         epoch_rounds(30, 0)
+
+
+def test_processes_of_one_contender_take_turns_at_its_rounds():
+    assert epoch_rounds(11, 10, 1, 2) == [0, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
+    assert epoch_rounds(11, 10, 2, 2) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    assert epoch_rounds(7, 3, 3, 3) == [0, 3, 3, 6, 6, 9, 9]
+    with pytest.raises(SpecError, match="give K/N with 1 <= K <= N"):
+        epoch_rounds(11, 10, 3, 2)
+
+
+def test_a_second_process_trains_its_own_rounds_and_no_other():
+    """Process 2 of 2 says it is ready, trains round 2 when told, reports it as round 2,
+    and refuses a `go` for a round that is not its turn (a driver's mistake, said)."""
+    import io
+
+    said = io.StringIO()
+    gate = Gate(epoch_rounds(4, 3, 2, 2), out=said, inp=io.StringIO("@rnnbench go round=2\n@rnnbench go round=5\n"))
+    assert gate.rounds == 3
+    rows = [{"tokens": 100, "seconds": 1.0}, {"tokens": 100, "seconds": 0.5}]
+    gate.before_epoch(0, [])
+    gate.before_epoch(1, rows[:1])
+    assert gate.current == 2 and "@rnnbench ready rounds=3" in said.getvalue()
+    with pytest.raises(SpecError, match="asked for round 5; this process trains round 4 next"):
+        gate.before_epoch(2, rows)
+    assert "@rnnbench paused round=2 tok_s=200.0" in said.getvalue()
 
 
 def test_an_extra_round_takes_the_number_the_driver_gives():
@@ -126,13 +153,13 @@ def test_default_suite_runs_every_backend_in_each_track(tmp_path):
     backend, the book's loop where the book has one; interleaved in one campaign."""
     python, log = fake_python(tmp_path)
     pythons = [f"--python={b}={python}" for b in ("pytorch", "mxnet", "jax")]
-    out = drive(tmp_path, *pythons, "--rounds", "1", "--suite", "default")
+    out = drive(tmp_path, *pythons, "--rounds", "2", "--suite", "default")
     assert out.returncode == 0, out.stderr
     ran = [line.split()[0] for line in log.read_text().splitlines()]
     per_preset = ["pytorch/tuned", "pytorch/out-of-box", "pytorch/book", "mxnet/tuned", "mxnet/out-of-box",
                   "mxnet/book", "jax/tuned", "jax/out-of-box", "pytorch/tuned~twin"]  # the A/A twin: the first's
-    assert sorted(ran) == sorted(per_preset * 2)  # quick-lstm and quick-gru
-    assert "round 1/1: pytorch/tuned" in out.stdout
+    assert sorted(ran) == sorted(per_preset * 4)  # quick-lstm and quick-gru, two processes each (a round each)
+    assert "round 1/2: pytorch/tuned" in out.stdout and "round 2/2: pytorch/tuned" in out.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -41,6 +41,8 @@ STAND_IN = textwrap.dedent("""\
     campaign = args[args.index("--campaign") + 1]
     spec = json.loads({spec!r})
     base = spec["scale"][label.split("/")[0].split("~")[0]]
+    process = args[args.index("--process") + 1] if "--process" in args else "1/1"
+    base *= spec["process"].get(label, {{}}).get(process.split("/")[0], 1.0)  # a process-long offset
     planted = set(spec["planted"].get(label, []))
     rates, loads, r = {{}}, [], 0
     print("@rnnbench ready rounds=%d extendable=1 numbered=1" % planned, flush=True)
@@ -60,18 +62,21 @@ STAND_IN = textwrap.dedent("""\
         rec["campaign"]["settings"] = json.loads(args[args.index("--campaign-settings") + 1])
     if "--twin-of" in args:
         rec["campaign"]["twin_of"] = args[args.index("--twin-of") + 1]
+    if "--process" in args:
+        rec["campaign"]["process"] = process
     append_record(results + "/%s.jsonl" % backend, rec)
 """)
 DRIFT = list(np.random.default_rng(24).uniform(0.85, 1.15, 50))
 
 
 def stand_in(tmp_path: Path, planted: dict[str, list[int]], scale: dict[str, float], spread: float = 0.01,
-             spreads: dict[str, float] | None = None) -> str:
-    """A stand-in contender's Python; `spreads` the round-to-round jitter of some labels."""
+             spreads: dict[str, float] | None = None, process: dict[str, dict[str, float]] | None = None) -> str:
+    """A stand-in contender's Python; `spreads` the round-to-round jitter of some labels;
+    `process` a factor on the rates of some labels' process K (by "K")."""
     rng = np.random.default_rng(25)
     labels = [f"{b}{t}" for b in scale for t in ("", "~twin")]
     spreads = {label: (spreads or {}).get(label, spread) for label in labels}
-    spec = {"scale": scale, "planted": planted, "drift": DRIFT,
+    spec = {"scale": scale, "planted": planted, "drift": DRIFT, "process": process or {},
             "jitter": {label: list(rng.uniform(1 - spreads[label], 1 + spreads[label], 50)) for label in labels}}
     script = tmp_path / "stand-in-python"
     script.write_text(STAND_IN.format(python=sys.executable, repo=str(camp.REPO), spec=json.dumps(spec)))
@@ -131,6 +136,28 @@ def test_the_twin_runs_as_its_own_process_and_is_never_ranked(tmp_path):
     assert "A/A twin (pytorch run again as a second process)" in (tmp_path / "out" / "REPORT.md").read_text()
 
 
+def test_two_processes_per_contender_take_turns_and_their_spread_reaches_the_twin_interval(tmp_path):
+    """A twin whose one process runs 4% fast (as two processes of the same code can) is
+    called `faster` from one process, whose rounds cannot see it; with two processes
+    per contender, taking turns, the interval spans the two, and the twin ties."""
+    offsets = {"pytorch~twin": {"1": 1.04, "2": 0.99}}
+    python = stand_in(tmp_path, {}, {"pytorch": 50_000.0, "jax": 45_000.0}, spread=0.005, process=offsets)
+    one = drive(tmp_path / "one", python, "--rounds", "20", "--twin", "pytorch", "--processes", "1")
+    assert one.returncode == 0, one.stderr
+    data, _ = rows_of(tmp_path / "one")
+    assert data["calibration"][0]["verdict"] == "faster" and not data["calibration"][0]["contains_1"]
+    two = drive(tmp_path / "two", python, "--rounds", "20", "--twin", "pytorch", "--processes", "2")
+    assert two.returncode == 0, two.stderr
+    assert "round 20/20" in two.stdout and "round 21" not in two.stdout
+    data, rows = rows_of(tmp_path / "two")
+    assert data["calibration"][0]["verdict"] == "tie" and data["calibration"][0]["contains_1"]
+    assert rows["jax"]["rounds"] == rows["pytorch~twin"]["rounds"] == 20 and rows["jax"]["verdict"] == "slower"
+    assert "one of its 2 processes" in (tmp_path / "two" / "out" / "REPORT.md").read_text()
+    records = [json.loads(line) for line in (tmp_path / "two" / "runs" / "jax.jsonl").read_text().splitlines()]
+    turns = {r["campaign"]["process"]: [e["round"] for e in r["epochs"][1:]] for r in records}
+    assert turns == {"1/2": list(range(1, 20, 2)), "2/2": list(range(2, 21, 2))}
+
+
 def test_precision_adds_rounds_until_reached(tmp_path):
     python = stand_in(tmp_path, {}, {"pytorch": 50_000.0, "jax": 45_000.0}, spread=0.03)
     out = drive(tmp_path, python, "--rounds", "6", "--no-twin", "--precision", "0.02", "--budget", "5")
@@ -181,6 +208,7 @@ def test_precision_stops_at_the_budget(tmp_path):
     (["--twin", "nobody"], "--twin 'nobody' names no contender of this campaign"),
     (["--noise", "1"], "--noise 1 must be in [0, 1)"),
     (["--noise", "-0.1"], "--noise -0.1 must be in [0, 1)"),
+    (["--processes", "0"], "--processes 0 must be 1 to 8"),
 ])
 def test_bad_verdict_settings_get_one_line(tmp_path, args, message):
     out = drive(tmp_path, sys.executable, *args)

@@ -162,6 +162,7 @@ def flatten(record: dict) -> dict[str, Any]:
         "epoch_list": epochs, "extra_list": [e for e in record.get("extra_epochs") or [] if isinstance(e, dict)],
         "load_list": [e for e in campaign.get("load") or [] if isinstance(e, dict)],
         "twin_of": str(campaign.get("twin_of") or ""),
+        "process": str(campaign.get("process") or ""),  # "k/N": one of the N processes that shared its rounds
         "settings": campaign.get("settings") if isinstance(campaign.get("settings"), dict) else {},
         "parity": record.get("parity") if isinstance(record.get("parity"), dict) else None,
         "parity_ok": (record.get("parity") or {}).get("ok") if isinstance(record.get("parity"), dict) else None,
@@ -256,12 +257,41 @@ def pick_rows(runs: pd.DataFrame, keys: list[str] = ROW_KEYS, prefer: tuple[str,
     chosen = ranked.groupby(keys, sort=False, dropna=False).tail(1).drop(columns="_ok")
     counts = runs.groupby(keys, dropna=False)["status"].agg(_status_counts).rename("runs").reset_index()
     total = runs.groupby(keys, dropna=False).size().rename("n_runs").reset_index()
+    processes = _column(runs, "process").ne("").groupby([runs[k] for k in keys], dropna=False).sum()
     chosen = chosen.merge(counts, on=keys, how="left").merge(total, on=keys, how="left")
-    chosen["shown"] = [_shown_note(s, n) for s, n in zip(chosen["status"], chosen["n_runs"], strict=True)]
-    return chosen.reset_index(drop=True)
+    chosen = chosen.merge(processes.rename("n_processes").reset_index(), on=keys, how="left")
+    chosen["shown"] = [_shown_note(s, n, p) for s, n, p in
+                       zip(chosen["status"], chosen["n_runs"], chosen["n_processes"], strict=True)]
+    return _with_turns(chosen.reset_index(drop=True), runs, keys)
 
 
-def _shown_note(status: str, n_runs: int) -> str:
+def _with_turns(chosen: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """`timing_list` and `timing_loads`: the timed epochs and load measurements of every
+    process that took turns at the row's rounds (`campaign --processes`), else the
+    shown record's own; the rates come from these (stats.round_rates)."""
+    def timed(frame: pd.DataFrame) -> tuple[list, list]:
+        rows = list(frame.itertuples(index=False))
+        return ([e for r in rows for e in list(r.epoch_list) + list(getattr(r, "extra_list", None) or [])],
+                [e for r in rows for e in list(getattr(r, "load_list", None) or [])])
+
+    chosen["timing_list"], chosen["timing_loads"] = [[timed(chosen.loc[[i]])[k] for i in chosen.index]
+                                                     for k in (0, 1)]
+    turns = runs[_column(runs, "process").ne("")]
+    for i in chosen.index[chosen["n_processes"].gt(1)]:
+        chosen.at[i, "timing_list"], chosen.at[i, "timing_loads"] = timed(
+            turns[(turns[keys] == chosen.loc[i, keys]).all(axis=1)])
+    return chosen
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name].fillna("").astype(str) if name in frame else pd.Series("", index=frame.index)
+
+
+def _shown_note(status: str, n_runs: int, n_processes: int = 0) -> str:
+    """Which record of the row's the table shows; the processes of one contender
+    (`campaign --processes`) train the same run, so any of them stands for it."""
+    if n_processes > 1 and n_processes == n_runs:
+        return f"one of its {n_runs} processes" + ("" if status == "ok" else " (none ok)")
     if n_runs == 1:
         return "only run"
     return f"latest ok of {n_runs}" if status == "ok" else f"latest of {n_runs} (none ok)"

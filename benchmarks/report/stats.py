@@ -71,8 +71,10 @@ def round_rates(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run in runs.itertuples(index=False):
         keys = {k: getattr(run, k) for k in RATE_KEYS}
-        extra = getattr(run, "extra_list", None) or []
-        for i, epoch in enumerate(list(run.epoch_list) + list(extra)):
+        timed = getattr(run, "timing_list", None)  # every process's, where several took turns
+        if not isinstance(timed, list):
+            timed = list(run.epoch_list) + list(getattr(run, "extra_list", None) or [])
+        for i, epoch in enumerate(timed):
             number = epoch.get("round", 0 if i == 0 else 1)
             seconds = epoch.get("seconds")
             if number and seconds:
@@ -88,7 +90,8 @@ def _disturbance(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (run row, round): the recorded load shares and the `disturbed` flag."""
     rows = []
     for run in runs.itertuples(index=False):
-        for entry in getattr(run, "load_list", None) or []:
+        loads = getattr(run, "timing_loads", None)
+        for entry in loads if isinstance(loads, list) else getattr(run, "load_list", None) or []:
             if isinstance(entry, dict) and entry.get("round"):
                 rows.append({**{k: getattr(run, k) for k in RATE_KEYS}, "round": int(entry["round"]),
                              "foreign": float(entry.get("foreign", math.nan)),
