@@ -4,8 +4,10 @@ A campaign is one invocation (what `nox -s bench` runs). For each preset of the 
 it starts one `run` process per contender (a backend, in its own venv's Python, with
 a mode and a checkout), one after another, each measuring its warm-up apart and then
 waiting on a pipe (benchmarks.rounds). Then, round by round, it lets each contender
-train its slice of epochs in turn, in an order rotated every round, so the machine's
-drift falls on every framework alike and each round gives one paired comparison.
+train its slice of epochs in turn, in a random order drawn afresh every round, so the
+machine's drift and each slice's neighbour fall on every framework alike and each round
+gives one paired comparison. With `--processes N` a contender is N processes taking
+turns at its rounds, so its interval spans two processes of the same code.
 
 Long-lived processes rather than a fresh process per round: a round is then a slice
 of one continuous training run, so the record is still the preset's full run (its
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import queue
+import random
 import signal
 import subprocess
 import sys
@@ -183,12 +186,14 @@ STOP_GRACE_S = 30.0  # for a stopped child to write its record before it is kill
 STARTUP_S = 600.0  # the least time a child gets to say its first word (imports, data, compilation)
 
 
-def rotation(items: list, round_number: int) -> list:
-    """Round r's order: the list rotated by r - 1 places, so each contender goes first in turn."""
-    if not items:
-        return []
-    k = (round_number - 1) % len(items)
-    return items[k:] + items[:k]
+def shuffled(items: list, round_number: int, seed: str) -> list:
+    """Round r's order: a random permutation, drawn afresh each round from (seed, r), so
+    it is reproducible and no contender always follows the same one. A slice pays for
+    what the one before it leaves behind (threads still spinning, caches), so a fixed
+    order (a rotation) charges each contender its neighbour's cost in every round; in
+    a random order every contender pays the average, and what varies is in the
+    intervals (randomized multiple interleaved trials, Abedi and Brecht, ICPE 2017)."""
+    return random.Random(f"{seed}:{round_number}").sample(items, len(items))
 
 
 def entries(contenders: list[Contender], rest: list[str]) -> list[tuple[tuple[str, ...], list[Contender]]]:
@@ -273,7 +278,8 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
         r, busy, waited = 0, False, 0.0
         while r < plan.target:
             r += 1
-            for child in rotation([c for c in children if not c.finished and plan.runs(c, r)], r):
+            turn = shuffled([c for c in children if not c.finished and plan.runs(c, r)], r, campaign + name)
+            for child in turn:
                 waited += wait_quiet() if busy else 0.0  # after a disturbed slice: let the burst pass first
                 tic = time.perf_counter()
                 if child.go(r) and child.wait_message(opts.contender_timeout) == "hung":
@@ -282,7 +288,7 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
                 busy = is_disturbed(child.loads.get(r))
                 if busy and opts.retry_disturbed:  # a busy minute costs time, not precision
                     plan.deadline += credit(opts, child.slice_s[r])
-            say(f"  [{name}] {round_line(children, r, plan.planned)}")
+            say(f"  [{name}] {round_line(turn, r, plan.planned)}")
             if r == plan.target:
                 plan.extend(children, r)
         if waited:
@@ -317,7 +323,8 @@ def _why_not(child: Child, opts: argparse.Namespace) -> str:
 
 
 def round_line(children: list[Child], r: int, planned: int) -> str:
-    """`round r/R: a 1,234 · b 1,300* tok/s`, a star on a disturbed slice."""
+    """`round r/R: a 1,234 · b 1,300* tok/s` in the order they trained, a star on a
+    disturbed slice."""
     parts = [f"{c.contender.label} {c.rates[r]:,.0f}" + ("*" if is_disturbed(c.loads.get(r, {})) else "")
              for c in children if r in c.rates]
     extra = " (extra)" if r > planned else ""

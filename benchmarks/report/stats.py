@@ -40,7 +40,8 @@ COMPARE_MIN_EFFECT = 0.10  # between campaigns
 RATE_KEYS = ["group", "campaign", "preset_label", "contender", "backend", "mode"]
 METHOD = (
     "How rnnbench decides. A campaign (one `nox -s bench`) trains every contender in every round, one after "
-    "another in an order rotated each round, so the machine's drift falls on all of them alike. A round's "
+    "another in a random order drawn each round, so the machine's drift falls on all of them alike; each contender "
+    "is two processes taking turns at its rounds (the default suite), so its interval spans both. A round's "
     "tokens/sec is its tokens over its seconds (the warm-up epoch, with compilation, is round 0 and excluded). "
     "Every figure is a median with the sign test's distribution-free 95% interval (scipy.stats.quantile_test): "
     "`vs fastest` over the per-round ratios to the fastest row (paired within each round, so drift cancels; a "
