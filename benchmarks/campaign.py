@@ -263,17 +263,15 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
     name = " ".join(args) or "(preset default)"
     children, failed = [], []
     try:
-        for contender in contenders:
-            n = processes_of(contender, opts)
-            for k in range(1, n + 1):
-                child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch, (k, n))
-                started = child.wait_message(opts.contender_timeout)
-                if started in ("exit", "hung"):
-                    say(f"  {contender.label}{_nth(child)}: did not start: {_why_not(child, opts)}")
-                    failed.append(contender.label)
-                    continue
-                peaked.add(contender.framework)
-                children.append(child)
+        for contender, k, n in start_order(contenders, opts):
+            child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch, (k, n))
+            started = child.wait_message(opts.contender_timeout)
+            if started in ("exit", "hung"):
+                say(f"  {contender.label}{_nth(child)}: did not start: {_why_not(child, opts)}")
+                failed.append(contender.label)
+                continue
+            peaked.add(contender.framework)
+            children.append(child)
         plan = RoundPlan(max((c.rounds * c.process[1] for c in children), default=0), opts, deadline)
         r, busy, waited = 0, False, 0.0
         while r < plan.target:
@@ -300,6 +298,21 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
             if not child.finished:
                 child.stop(STOP_REASON[0])
     return children, failed
+
+
+def start_order(contenders: list[Contender], opts: argparse.Namespace) -> list[tuple[Contender, int, int]]:
+    """(contender, k, N) in the order the processes start: every contender's first
+    process, then every second one in reverse order, and so on (A B C C B A). A process
+    started later can run measurably faster than one of the same code started before it
+    (docs/performance.md); counterbalanced, every contender's processes sit at the same
+    mean place, so such a trend falls on all alike."""
+    counts = {c: processes_of(c, opts) for c in contenders}
+    out = []
+    for k in range(1, max(counts.values(), default=0) + 1):
+        for c in contenders if k % 2 else contenders[::-1]:
+            if k <= counts[c]:
+                out.append((c, k, counts[c]))
+    return out
 
 
 def _nth(child: Child) -> str:

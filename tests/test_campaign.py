@@ -65,6 +65,18 @@ def test_processes_of_one_contender_take_turns_at_its_rounds():
         epoch_rounds(11, 10, 3, 2)
 
 
+def test_processes_start_counterbalanced_so_every_contender_sits_at_the_same_mean_place():
+    import argparse
+
+    a, b, c = (camp.Contender(name, "python") for name in ("pytorch", "mxnet", "jax"))
+    data_parallel = camp.Contender("jax", "python", workers=2)  # its workers are its processes: one
+    order = camp.start_order([a, b, c, data_parallel], argparse.Namespace(processes=2))
+    assert [(x.label, k) for x, k, _ in order] == [("pytorch", 1), ("mxnet", 1), ("jax", 1), ("jax x2", 1),
+                                                    ("jax", 2), ("mxnet", 2), ("pytorch", 2)]
+    places = {x.label: [i for i, (y, _, n) in enumerate(order) if y == x and n == 2] for x in (a, b, c)}
+    assert len({sum(p) for p in places.values()}) == 1
+
+
 def test_a_second_process_trains_its_own_rounds_and_no_other():
     """Process 2 of 2 says it is ready, trains round 2 when told, reports it as round 2,
     and refuses a `go` for a round that is not its turn (a driver's mistake, said)."""
