@@ -263,7 +263,7 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
     name = " ".join(args) or "(preset default)"
     children, failed = [], []
     try:
-        for contender, k, n in start_order(contenders, opts):
+        for contender, k, n in start_order(contenders, opts, f"{campaign}:{name}:start"):
             child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch, (k, n))
             started = child.wait_message(opts.contender_timeout)
             if started in ("exit", "hung"):
@@ -300,16 +300,19 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
     return children, failed
 
 
-def start_order(contenders: list[Contender], opts: argparse.Namespace) -> list[tuple[Contender, int, int]]:
-    """(contender, k, N) in the order the processes start: every contender's first
-    process, then every second one in reverse order, and so on (A B C C B A). A process
-    started later can run measurably faster than one of the same code started before it
+def start_order(contenders: list[Contender], opts: argparse.Namespace, seed: str = "") -> list[tuple[Contender, int, int]]:
+    """(contender, k, N) in the order the processes start: the contenders in a random
+    order (drawn from `seed`), every one's first process, then every second one in
+    reverse, and so on (A B C C B A). PyTorch processes started earlier in a campaign
+    ran measurably slower than ones of the same code started after them
     (docs/performance.md); counterbalanced, every contender's processes sit at the same
-    mean place, so such a trend falls on all alike."""
+    mean place, so a trend falls on all alike, and in a random order no contender is
+    always the one started first."""
     counts = {c: processes_of(c, opts) for c in contenders}
+    order = random.Random(seed).sample(contenders, len(contenders)) if seed else list(contenders)
     out = []
     for k in range(1, max(counts.values(), default=0) + 1):
-        for c in contenders if k % 2 else contenders[::-1]:
+        for c in order if k % 2 else order[::-1]:
             if k <= counts[c]:
                 out.append((c, k, counts[c]))
     return out

@@ -75,6 +75,8 @@ def test_processes_start_counterbalanced_so_every_contender_sits_at_the_same_mea
                                                     ("jax", 2), ("mxnet", 2), ("pytorch", 2)]
     places = {x.label: [i for i, (y, _, n) in enumerate(order) if y == x and n == 2] for x in (a, b, c)}
     assert len({sum(p) for p in places.values()}) == 1
+    firsts = {camp.start_order([a, b, c], argparse.Namespace(processes=2), f"campaign-{i}")[0][0] for i in range(20)}
+    assert firsts == {a, b, c}  # with a seed, no contender is always the one started first
 
 
 def test_a_second_process_trains_its_own_rounds_and_no_other():

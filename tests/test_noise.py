@@ -133,7 +133,7 @@ def test_the_twin_runs_as_its_own_process_and_is_never_ranked(tmp_path):
     data, rows = rows_of(tmp_path)
     assert rows["pytorch~twin"]["verdict"] == "twin (A/A)" and rows["pytorch"]["verdict"] == "fastest"
     assert data["calibration"][0]["verdict"] == "tie" and data["calibration"][0]["contains_1"]
-    assert "A/A twin (pytorch run again as a second process)" in (tmp_path / "out" / "REPORT.md").read_text()
+    assert "A/A twin (pytorch run again as processes of its own)" in (tmp_path / "out" / "REPORT.md").read_text()
 
 
 def test_two_processes_per_contender_take_turns_and_their_spread_reaches_the_twin_interval(tmp_path):

@@ -144,7 +144,7 @@ def test_the_answer_sentence_comes_first(tmp_path):
     headline = text[text.index("## Headline"):]
     sentence = "On this machine, PyTorch `eager` is fastest on quick-lstm; JAX `wavefront` 0.56× ["
     assert sentence in headline and headline.index(sentence) < headline.index("| backend (mode)")
-    assert "A/A twin (pytorch run again as a second process): 1.00× [" in headline
+    assert "A/A twin (pytorch run again as processes of its own): 1.00× [" in headline
 
 
 def test_a_row_that_fails_parity_is_not_equivalent_and_never_ranked(tmp_path):

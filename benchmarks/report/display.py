@@ -312,7 +312,7 @@ def calibration(rows: pd.DataFrame) -> str:
         trust = ("the intervals hold" if r["calibration"] == "tie" else
                  "**the campaign's intervals are not to be trusted**: two processes of the same code differ "
                  "beyond them (a busy or unstable machine)")
-        parts.append(f"A/A twin ({r['twin_of']} run again as a second process): {ci}, {r['calibration']}: {trust}.")
+        parts.append(f"A/A twin ({r['twin_of']} run again as processes of its own): {ci}, {r['calibration']}: {trust}.")
     noisy = len(set().union(*map(set, rows["disturbed_list"]))) if "disturbed_list" in rows else 0
     if noisy:
         fitted = [f"{contender_name(r)} {r['load_slope']:.2f}" for _, r in rows.iterrows()

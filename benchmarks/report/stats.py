@@ -56,7 +56,7 @@ METHOD = (
     "that cost fitted (Theil–Sen; at most one second per foreign CPU-second) and every slice corrected by it; "
     "any other contender's disturbed slices are left out. The verdict as measured (every slice, uncorrected) is "
     "shown beside. "
-    "The `twin (A/A)` row is one contender run again as a second process: never ranked, its ratio to its "
+    "The `twin (A/A)` row is one contender run again as processes of its own: never ranked, its ratio to its "
     "original calibrates the intervals. A row that did not finish (`diverged`, `error`, `interrupted`), failed "
     "the parity check (`not equivalent`) or missed the preset's quality target (`missed target`) is never fastest. "
     "Numbers from different campaigns are never compared here; `python -m benchmarks compare BASE NEW` does that "
