@@ -268,7 +268,7 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
             started = child.wait_message(opts.contender_timeout)
             if started in ("exit", "hung"):
                 say(f"  {contender.label}{_nth(child)}: did not start: {_why_not(child, opts)}")
-                failed.append(contender.label)
+                failed.append(contender.label + _nth(child))
                 continue
             peaked.add(contender.framework)
             children.append(child)
@@ -451,9 +451,9 @@ def report_status(children: list[Child], results: Path) -> list[str]:
 
 
 def unrecorded(children: list[Child], results: Path) -> list[str]:
-    """The labels of children that left no record."""
+    """The labels of children that left no record (which process, where there are several)."""
     records = load_records(results, {c.run_id for c in children})
-    return [c.contender.label for c in children if c.run_id not in records]
+    return [c.contender.label + _nth(c) for c in children if c.run_id not in records]
 
 
 def load_records(results: Path, run_ids: set[str]) -> dict[str, dict]:
@@ -657,7 +657,7 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
                 deadline = now + (began + opts.budget_s + opts.extended_s - now) / (len(todo) - k)
                 done, failed = run_entry(args, who, opts, cid, peaked, Path(scratch), deadline)
                 children += done
-                lost += [f"{c} ({' '.join(args)})" for c in failed + unrecorded(done, opts.results)]
+                lost += sorted(f"{c} ({' '.join(args)})" for c in failed + unrecorded(done, opts.results))
                 for line in report_status(done, opts.results):
                     say(line)
         except KeyboardInterrupt:

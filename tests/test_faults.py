@@ -145,7 +145,8 @@ def test_a_frozen_contender_is_stopped_and_the_campaign_says_it_lost_it(tmp_path
     assert "jax: fell silent for 2 s (a hang; --contender-timeout 2): stopped" in out.stdout
     assert "round 3/3: pytorch 1,000" in out.stdout  # the others go on
     assert out.returncode == 1
-    assert out.stderr.strip().splitlines()[-1].startswith("error: 2 contender run(s) left no record: pytorch")
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        "error: 2 contender run(s) left no record: jax (--preset smoke); pytorch (--preset smoke)")
     told = (tmp_path / "log").read_text()
     assert "jax @rnnbench stop reason=the_campaign_driver_after_2_s_without_a_word" in told
 
