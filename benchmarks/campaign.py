@@ -300,7 +300,8 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
     return children, failed
 
 
-def start_order(contenders: list[Contender], opts: argparse.Namespace, seed: str = "") -> list[tuple[Contender, int, int]]:
+def start_order(contenders: list[Contender], opts: argparse.Namespace,
+                seed: str = "") -> list[tuple[Contender, int, int]]:
     """(contender, k, N) in the order the processes start: the contenders in a random
     order (drawn from `seed`), every one's first process, then every second one in
     reverse, and so on (A B C C B A). PyTorch processes started earlier in a campaign
