@@ -61,16 +61,21 @@ def canonical_names(model: ModelSpec) -> dict[str, str]:
 
 
 class TorchModel(LanguageModel):
-    def __init__(self, spec: RunSpec, vocab_size: int, device: torch.device, mode: str, settings):
+    def __init__(self, spec: RunSpec, vocab_size: int, device: torch.device, params: Params | None, mode: str,
+                 settings):
+        if params is None:
+            torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
         self.spec, self.mode, self.device, self.vocab_size = spec, mode, device, vocab_size
         self.settings = settings  # backend.MODES[mode]
         self.dtype = DTYPES[spec.train.dtype]
         written_out = settings.written_out and device.type == "cpu"  # see the package docstring
         self.net = RNNLanguageModel(spec.model, vocab_size, written_out).to(device=device, dtype=self.dtype)
         self.names = canonical_names(spec.model)
-        self.clip_epsilon = 1e-6 if settings.library_clip else 0.0  # clip_grad_norm_: clip / (norm + 1e-6)
+        self.clip_epsilon = 1e-6 if settings.library else 0.0  # clip_grad_norm_: clip / (norm + 1e-6)
         self._make_optimizer()
         self._train_loss = torch.compile(self._loss, dynamic=False) if settings.compiled else self._loss
+        if params is not None:
+            self.set_params(params)
 
     def _make_optimizer(self) -> None:
         """A fresh optimizer at the current learning rate (the spec's until
@@ -113,7 +118,7 @@ class TorchModel(LanguageModel):
         clip = self.spec.train.clip
         if clip <= 0:
             return
-        if self.settings.library_clip:
+        if self.settings.library:
             nn.utils.clip_grad_norm_(self.net.parameters(), clip, foreach=True)
             return
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from backends import BACKENDS
-from benchmarks.harness import measure_peaks
+from benchmarks.run.harness import measure_peaks
 from benchmarks.micro.cases import Case, Unavailable, build_workload, enumerate_cases
 
 
