@@ -278,8 +278,8 @@ class Backend(ABC):
                                     f"{', '.join(missing)}: see README, Adding a backend")
         bad = [m for m, row in cls.MODES.items() if getattr(row, "track", None) not in TRACKS]
         if bad or cls.default_mode not in cls.MODES:
-            raise IncompleteBackend(f"backend {cls.name!r}: every MODES row needs a track ({', '.join(TRACKS)}) "
-                                    f"and default_mode must be one of MODES; check {', '.join(bad) or cls.default_mode}")
+            raise IncompleteBackend(f"backend {cls.name!r}: every MODES row needs a track ({', '.join(TRACKS)}) and "
+                                    f"default_mode must be one of MODES; check {', '.join(bad) or cls.default_mode}")
         cls.modes = tuple(cls.MODES)
 
     @abstractmethod

@@ -13,10 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from backends import BACKENDS
 from common.errors import RnnbenchError
 from common.specs import RunSpec, load_preset
-
-from backends import BACKENDS
 
 DEFAULT_PRESET = "quick-lstm"
 

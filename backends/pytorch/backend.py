@@ -8,7 +8,7 @@ import torch
 
 from backends.base import Backend, Device, ModeInfo, best_flops, parse_device
 from backends.pytorch import recurrence
-from backends.pytorch.model import TorchModel
+from backends.pytorch.model import BookModel, TorchModel
 from common.params import Params
 from common.specs import RunSpec
 
@@ -91,7 +91,8 @@ class TorchBackend(Backend):
 
     def _build(self, spec: RunSpec, vocab_size: int, device: Device, params: Params | None,
                mode: str) -> TorchModel:
-        return TorchModel(spec, vocab_size, _torch_device(device), params, mode, MODES[mode])
+        model_class = BookModel if MODES[mode].book else TorchModel
+        return model_class(spec, vocab_size, _torch_device(device), params, mode, MODES[mode])
 
 
 BACKEND = TorchBackend()

@@ -124,18 +124,9 @@ class TorchModel(LanguageModel):
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
         torch._foreach_mul_(grads, torch.clamp(clip / global_norm(grads), max=1.0))
 
-    def _clip_book(self) -> None:
-        """d2l 0.17 `grad_clipping`: the norm is compared on the host every step."""
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))
-        if self.spec.train.clip > 0 and norm > self.spec.train.clip:
-            for p in params:
-                p.grad[:] *= self.spec.train.clip / norm
-
     def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         self.net.train()
-        book = self.settings.book
-        total, tokens, book_total = torch.zeros((), device=self.device, dtype=torch.float64), 0, 0.0
+        total, tokens = self._new_total(), 0
         state = self._epoch_start_state()
         for X, Y in batches:
             X, y = self._to_device(X, Y)
@@ -143,16 +134,20 @@ class TorchModel(LanguageModel):
             loss, state = self._train_loss(X, y, state)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            self._clip_book() if book else self._clip()
+            self._clip()
             self.opt.step()
-            if book:
-                book_total += float(loss.detach() * y.numel())  # the book's per-step host sync
-            else:
-                total += loss.detach() * y.numel()
+            total = self._add_loss(total, loss, y.numel())
             tokens += y.numel()
         self._epoch_end_state(state)
-        loss_sum = book_total if book else float(total)  # float() waits for the device
-        return EpochStats(loss_sum, tokens)
+        return EpochStats(float(total), tokens)  # float() waits for the device
+
+    def _new_total(self):
+        """The epoch's loss sum starts on the device, so no step waits for the host."""
+        return torch.zeros((), device=self.device, dtype=torch.float64)
+
+    def _add_loss(self, total, loss: torch.Tensor, count: int):
+        total += loss.detach() * count
+        return total
 
     @torch.no_grad()
     def _evaluate(self, batches: Iterable[Batch]) -> EpochStats:
@@ -217,6 +212,25 @@ class TorchModel(LanguageModel):
         grads = self._grads()
         self.net.zero_grad(set_to_none=True)
         return float(loss.detach()), grads
+
+
+class BookModel(TorchModel):
+    """d2l 0.17's `train_epoch_ch8` on the library's layers: its `grad_clipping`, whose
+    norm is compared on the host every step, and `float(loss)` every step (the book's
+    per-step host syncs)."""
+
+    def _clip(self) -> None:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))
+        if self.spec.train.clip > 0 and norm > self.spec.train.clip:
+            for p in params:
+                p.grad[:] *= self.spec.train.clip / norm
+
+    def _new_total(self) -> float:
+        return 0.0
+
+    def _add_loss(self, total: float, loss: torch.Tensor, count: int) -> float:
+        return total + float(loss.detach() * count)  # the book's per-step host sync
 
 
 def global_norm(grads: list[torch.Tensor]) -> torch.Tensor:

@@ -36,9 +36,17 @@ from pathlib import Path
 
 from backends import BACKENDS
 from backends.distributed import DATA_PARALLEL_MODE
-from benchmarks.campaign.driver import noise
 from benchmarks import pipe
-from benchmarks.campaign.suites import PlanError, default_rounds, has_track, plan, suite_of, suite_processes, suite_tracks
+from benchmarks.campaign.driver import noise
+from benchmarks.campaign.suites import (
+    PlanError,
+    default_rounds,
+    has_track,
+    plan,
+    suite_of,
+    suite_processes,
+    suite_tracks,
+)
 from common.errors import RnnbenchError, SpecError
 from common.load import is_disturbed, wait_quiet
 from common.records import check_name, iter_records, new_campaign_id, new_run_id
@@ -253,7 +261,7 @@ def settings(opts: argparse.Namespace) -> dict:
             "retry_cap": opts.retry_cap, "noise": opts.noise, "parity": opts.parity, "processes": opts.processes}
 
 
-def progress_line(text: str) -> None:
+def note(text: str) -> None:
     print(text, flush=True)
 
 
@@ -271,7 +279,7 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
             child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch, (k, n))
             started = child.wait_message(opts.contender_timeout)
             if started in ("exit", "hung"):
-                progress_line(f"  {contender.label}{_nth(child)}: did not start: {_why_not(child, opts)}")
+                note(f"  {contender.label}{_nth(child)}: did not start: {_why_not(child, opts)}")
                 failed.append(contender.label + _nth(child))
                 continue
             peaked.add(contender.framework)
@@ -285,18 +293,18 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
                 waited += wait_quiet() if busy else 0.0  # after a disturbed slice: let the burst pass first
                 tic = time.perf_counter()
                 if child.go(r) and child.wait_message(opts.contender_timeout) == "hung":
-                    progress_line(f"  {child.contender.label}: {_why_not(child, opts)}; the campaign goes on without it")
+                    note(f"  {child.contender.label}: {_why_not(child, opts)}; the campaign goes on without it")
                 child.slice_s[r] = time.perf_counter() - tic
                 busy = is_disturbed(child.loads.get(r))
                 if busy and opts.retry_disturbed:  # a busy minute costs time, not precision
                     plan.deadline += credit(opts, child.slice_s[r])
-            progress_line(f"  [{name}] {round_line(turn, r, plan.planned)}")
+            note(f"  [{name}] {round_line(turn, r, plan.planned)}")
             if r == plan.target:
                 plan.extend(children, r)
         if waited:
-            progress_line(f"  [{name}] waited {waited:.0f} s in all for other programs' bursts to pass before slices")
+            note(f"  [{name}] waited {waited:.0f} s in all for other programs' bursts to pass before slices")
         if opts.extended_s:
-            progress_line(f"  [{name}] budget extended by {opts.extended_s:.0f} s so far: the time of disturbed slices")
+            note(f"  [{name}] budget extended by {opts.extended_s:.0f} s so far: the time of disturbed slices")
     finally:
         for child in children:
             if not child.finished:
@@ -402,18 +410,18 @@ class RoundPlan:
         if r < owed and self.needed != set() and room >= 1:  # in batches that fit before the deadline
             batch = min(owed - r, room)
             whom = "" if self.needed is None else f" for {', '.join(sorted(self.needed))}"
-            progress_line(f"  up to {disturbed} disturbed round(s) per contender so far: {batch} replacement round(s){whom}")
+            note(f"  up to {disturbed} disturbed round(s) per contender so far: {batch} replacement round(s){whom}")
             self.target = r + batch
             return
         if self.opts.precision is None:
             return
         head = f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
         if self.reached <= self.opts.precision:
-            progress_line(head + "done")
+            note(head + "done")
         elif room < PRECISION_STEP or r >= MAX_ROUNDS_FACTOR * self.planned:
-            progress_line(head + "budget spent, stopping")
+            note(head + "budget spent, stopping")
         else:
-            progress_line(head + f"{PRECISION_STEP} more rounds for {', '.join(sorted(self.needed))}")
+            note(head + f"{PRECISION_STEP} more rounds for {', '.join(sorted(self.needed))}")
             self.target = r + PRECISION_STEP
 
 
@@ -595,7 +603,7 @@ def check_verdict_options(opts: argparse.Namespace, rest: list[str], contenders:
         try:
             import benchmarks.report.stats  # noqa: F401
         except ImportError as exc:
-            progress_line(f"note: --precision needs the report's libraries ({exc}); the planned rounds only")
+            note(f"note: --precision needs the report's libraries ({exc}); the planned rounds only")
             opts.precision = None
     labels = [c.label for c in contenders]
     if opts.twin is not None and not opts.no_twin and opts.twin not in labels:
@@ -651,12 +659,12 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
     busy = machine_busy()
     if busy:
         print(f"warning: {busy}", file=sys.stderr, flush=True)
-    progress_line(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
+    note(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
         f"records in {opts.results}")
     children, lost, peaked, began = [], [], set(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rnnbench-") as scratch, noise.burner(opts.noise):
         if opts.noise:
-            progress_line(f"noise: one core kept busy {opts.noise:.0%} of the time, in random bursts")
+            note(f"noise: one core kept busy {opts.noise:.0%} of the time, in random bursts")
         try:
             for k, (args, who) in enumerate(todo):
                 now = time.perf_counter()  # each preset gets an even share of the budget left
@@ -665,9 +673,9 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
                 children += done
                 lost += sorted(f"{c} ({' '.join(args)})" for c in failed + unrecorded(done, opts.results))
                 for line in report_status(done, opts.results):
-                    progress_line(line)
+                    note(line)
         except KeyboardInterrupt:
-            progress_line(f"campaign {cid} interrupted: the records written so far are kept")
+            note(f"campaign {cid} interrupted: the records written so far are kept")
             return 130
     if not children:
         raise RnnbenchError("no contender could start (see the reasons above)")
@@ -694,12 +702,12 @@ def finish(cid: str, opts: argparse.Namespace) -> int:
     """The report for this campaign (REPORT.md led by it, summary.json), where the
     report's libraries are installed; otherwise say how to get it."""
     if not opts.report:
-        progress_line(f"campaign {cid} done; `nox -s report` (or `python -m benchmarks report --campaign {cid}`) reports it")
+        note(f"campaign {cid} done; `nox -s report` (or `python -m benchmarks report --campaign {cid}`) reports it")
         return 0
     try:
         from benchmarks.report import campaign_report
     except ImportError as exc:
-        progress_line(f"campaign {cid} done; no report here ({exc}): run `nox -s report`")
+        note(f"campaign {cid} done; no report here ({exc}): run `nox -s report`")
         return 0
     print(campaign_report(opts.results, opts.out, cid), flush=True)
     return 0

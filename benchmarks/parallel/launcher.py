@@ -45,7 +45,6 @@ from common.records import append_record, iter_records
 from common.shards import check_workers
 from common.specs import RunSpec
 
-
 # -- checks ------------------------------------------------------------------------------
 
 
@@ -98,8 +97,8 @@ def check_request(args: argparse.Namespace, spec: RunSpec):
 def worker_argv(command: str, args: argparse.Namespace, mode: str, threads: int, device: str,
                 out: Path) -> list[str]:
     """The worker's own command line: the same spec, its share of the threads and its device."""
-    argv = [sys.executable, "-m", "benchmarks.parallel.worker", command, "--backend", args.backend, "--preset", args.preset,
-            "--device", device, "--mode", mode, "--threads", str(threads)]
+    argv = [sys.executable, "-m", "benchmarks.parallel.worker", command, "--backend", args.backend,
+            "--preset", args.preset, "--device", device, "--mode", mode, "--threads", str(threads)]
     argv += ["--epochs", str(args.epochs)] if args.epochs is not None else []
     for override in args.overrides:
         argv += ["--set", override]
@@ -133,7 +132,14 @@ def start(command: str, args: argparse.Namespace, dist, mode: str, threads: int,
 
 
 def cmd_run(args: argparse.Namespace, spec: RunSpec, book: dict) -> int:
-    from benchmarks.run.harness import RunRequest, RunState, check_results_writable, exit_code, results_file, write_record
+    from benchmarks.run.harness import (
+        RunRequest,
+        RunState,
+        check_results_writable,
+        exit_code,
+        results_file,
+        write_record,
+    )
     from benchmarks.run.progress import Progress
     from benchmarks.run.summary import describe_run
 
@@ -237,7 +243,8 @@ def cmd_launched_parity(args: argparse.Namespace, spec: RunSpec) -> int:
     mode = check_mode(args.backend, args.mode, DATA_PARALLEL_MODE[args.backend])
     saved = args.launched / "parity.npz"
     if not saved.is_file():
-        raise SpecError(f"{saved} not found: start the workers with `python -m benchmarks.parallel.worker parity ...` and "
+        raise SpecError(f"{saved} not found: start the workers with "
+                        f"`python -m benchmarks.parallel.worker parity ...` and "
                         f"{OUT}={args.launched} (README, Across machines), then run this again")
     try:
         got = dict(np.load(saved))

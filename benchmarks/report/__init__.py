@@ -31,6 +31,7 @@ from benchmarks.report.data import (
     threads_label,
     with_group_ids,
 )
+from benchmarks.report.parallel import workers_blocks, workers_table
 from benchmarks.report.plots import write_forest_plots, write_plots, write_scaling_plots
 from benchmarks.report.render import escape_md, to_html, to_markdown
 from benchmarks.report.stats import METHOD
@@ -41,7 +42,6 @@ from benchmarks.report.tables import (
     throughput_table,
     time_to_quality_table,
 )
-from benchmarks.report.parallel import workers_blocks, workers_table
 from common.files import replacing, write_text
 
 TITLE = "rnnbench report"

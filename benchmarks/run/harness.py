@@ -104,7 +104,7 @@ class RunState:
     status: str = "ok"
     error: str | None = None
     samples: dict[str, str] = field(default_factory=dict)
-    peak_flops: float | None = None  # the plain matmul (the ceiling's choice)
+    peak_flops: float | None = None  # the plain matmul (`a @ b`), recorded as such
     peaks: dict[str, float] = field(default_factory=dict)  # every matmul the framework offers
     vocab_size: int = 0
     test_ppl: float | None = None

@@ -14,8 +14,19 @@ from benchmarks.run import parity
 from common import reference
 from common.params import init_params
 from common.specs import load_preset
-from contract.cases import (BATCH, DTYPES, STEPS, TOLERANCE, TRAIN_TOLERANCE, VOCAB, as64, batches, make_spec,
-                            skip_excepted, worst_error)
+from contract.cases import (
+    BATCH,
+    DTYPES,
+    STEPS,
+    TOLERANCE,
+    TRAIN_TOLERANCE,
+    VOCAB,
+    as64,
+    batches,
+    make_spec,
+    skip_excepted,
+    worst_error,
+)
 
 STRUCTURES = {"stack": {}, "single": dict(layers=1), "bidirectional": dict(bidirectional=True),
               "embedding": dict(layers=1, input="embedding")}

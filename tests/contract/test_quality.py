@@ -13,7 +13,6 @@ from common.params import init_params
 from contract.cases import BATCH, STEPS, TRAIN_TOLERANCE, VOCAB, as64, batches, make_spec, skip_excepted, worst_error
 
 
-
 def _reference_epochs(params, spec, epochs, lrs):
     """The reference's clipped steps over several epochs, the optimizer (Adam's moments)
     kept and its lr set before each epoch, the state reset at each epoch's start."""
