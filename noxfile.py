@@ -3,7 +3,7 @@
 
 `bench` builds each backend's venv (`bench-<backend> -- --prepare`, which writes the
 venv's Python into .nox/rnnbench-pythons/), then the `campaign` session drives one
-process per backend from the report's venv, round by round (benchmarks/campaign.py).
+process per backend from the report's venv, round by round (benchmarks/campaign/driver.py).
 
 Each framework gets its own virtualenv with pinned versions (constraints/), because
 MXNet 1.9.1 needs numpy 1.23 while current JAX needs numpy >= 1.26; the report (pandas,
@@ -20,7 +20,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchmarks.suites import BACKEND_NAMES, PlanError, plan  # noqa: E402
+from benchmarks.campaign.suites import BACKEND_NAMES, PlanError, plan  # noqa: E402
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -128,6 +127,17 @@ class ModeInfo:
         if self.track not in TRACKS:
             raise ValueError(f"track {self.track!r} is not one of {', '.join(TRACKS)}")
 
+    @property
+    def library(self) -> bool:
+        """The framework's own layers, optimizer and clipping, nothing of this project's:
+        the out-of-box switch, spelled once for every backend."""
+        return self.track == "out-of-box"
+
+    @property
+    def book(self) -> bool:
+        """d2l's own training loop as the book wrote it."""
+        return self.track == "book"
+
 
 class LanguageModel(ABC):
     """A built model on one device, with its optimizer and carried state.
@@ -139,6 +149,9 @@ class LanguageModel(ABC):
     spec: RunSpec
     mode: str
     vocab_size: int
+    # The eps a library's own clipping adds to the norm (clip / (norm + eps)); 0 for the
+    # project's exact clip. The contract's trajectory tests hand it to the reference.
+    clip_epsilon: float = 0.0
 
     def _checked(self, batches: Iterable[Batch]) -> Iterable[Batch]:
         for X, Y in batches:
@@ -228,18 +241,46 @@ class LanguageModel(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not time its recurrent layers alone")
 
 
+class IncompleteBackend(TypeError):
+    """A backend class that misses a piece of the interface (raised when it is defined)."""
+
+
+_BACKEND_HOOKS = ("devices", "environment", "set_threads", "_build")  # Backend's abstract methods
+
+
 class Backend(ABC):
     """One framework. Subclasses import their framework at module level; the registry
     in `backends/__init__.py` imports them only when asked for by name.
 
     Modes, one convention in every backend: its backend.py has a table `MODES`, mode
-    name -> a frozen `Mode` of that mode's settings; `_build` hands the model the row,
+    name -> a frozen `Mode` (a `ModeInfo`: track, description, and the out-of-box and
+    book switches that follow from the track) of that mode's settings. `_build` builds
+    every model the same way, `Model(spec, vocab_size, device, params, mode, MODES[mode])`,
     and model code reads the settings, never the mode's name."""
 
     name: str
     framework: str
-    modes: tuple[str, ...]  # tuple(MODES) of the backend's backend.py
     default_mode: str
+    MODES: ClassVar[Mapping[str, ModeInfo]]  # mode name -> its frozen Mode row (the backend.py table)
+    modes: tuple[str, ...]  # tuple(MODES), set by the class check below
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """The "adding a backend" checklist, enforced when a backend class is defined
+        (a class that sets `name`; one without is a shared base): its names, its mode
+        table and every hook, each missing piece named in one line."""
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return
+        missing = [a for a in ("framework", "default_mode", "MODES") if not hasattr(cls, a)]
+        missing += [h for h in _BACKEND_HOOKS if getattr(getattr(cls, h, None), "__isabstractmethod__", False)]
+        if missing:
+            raise IncompleteBackend(f"backend {cls.name!r} ({cls.__module__}.{cls.__name__}) lacks "
+                                    f"{', '.join(missing)}: see README, Adding a backend")
+        bad = [m for m, row in cls.MODES.items() if getattr(row, "track", None) not in TRACKS]
+        if bad or cls.default_mode not in cls.MODES:
+            raise IncompleteBackend(f"backend {cls.name!r}: every MODES row needs a track ({', '.join(TRACKS)}) and "
+                                    f"default_mode must be one of MODES; check {', '.join(bad) or cls.default_mode}")
+        cls.modes = tuple(cls.MODES)
 
     @abstractmethod
     def devices(self) -> list[str]:
@@ -287,9 +328,9 @@ class Backend(ABC):
         return None
 
     @property
-    def mode_table(self) -> dict[str, Any]:
-        """The backend module's `MODES` table (mode name -> its frozen `Mode` row)."""
-        return sys.modules[type(self).__module__].MODES
+    def mode_table(self) -> Mapping[str, ModeInfo]:
+        """The backend's `MODES` table (mode name -> its frozen `Mode` row)."""
+        return self.MODES
 
     def track_of(self, mode: str) -> str:
         """The track ("out-of-box", "tuned" or "book") of one of this backend's modes."""

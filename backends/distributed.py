@@ -1,7 +1,7 @@
 """Data-parallel workers: what every backend's `distributed.py` provides (no framework here).
 
 Each backend package has a module `distributed` (the same name in every backend) that
-runs its framework's own data-parallel engine; `benchmarks.workers` starts the
+runs its framework's own data-parallel engine; `benchmarks.parallel.launcher` starts the
 processes and supervises them. A backend's module provides:
 
 - `MODE`: the one mode it trains data-parallel (other modes are refused in one line);

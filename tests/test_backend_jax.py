@@ -18,7 +18,7 @@ pytest.importorskip("optax")
 from contract.cases import BATCH, HIDDEN, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error  # noqa: E402
 
 from backends import load_backend  # noqa: E402
-from backends.jax_flax import _xla_env  # noqa: E402
+from backends.jax_flax import _environment  # noqa: E402
 from backends.jax_flax.cells import wavefront_supported  # noqa: E402
 from common import reference  # noqa: E402
 from common.params import init_params  # noqa: E402
@@ -99,15 +99,15 @@ def test_xla_environment_threads_and_flags(monkeypatch):
     scheduler = "--xla_cpu_enable_concurrency_optimized_scheduler"
     monkeypatch.setenv("PJRT_NPROC", "0")
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
-    _xla_env.configure(1)
+    _environment.configure(1)
     assert os.environ["PJRT_NPROC"] == "1"
     flags = os.environ["XLA_FLAGS"].split()
     assert flags == ["--xla_dump_to=/tmp/x", f"{scheduler}=false", "--xla_cpu_multi_thread_eigen=false"]
-    _xla_env.configure(2)
+    _environment.configure(2)
     assert os.environ["PJRT_NPROC"] == "2"
     assert os.environ["XLA_FLAGS"].split() == ["--xla_dump_to=/tmp/x", f"{scheduler}=false"]
     monkeypatch.setenv("XLA_FLAGS", f"{scheduler}=true")  # the user's choice wins
-    _xla_env.configure(None)
+    _environment.configure(None)
     assert os.environ["XLA_FLAGS"] == f"{scheduler}=true" and os.environ["PJRT_NPROC"] == "2"
 
 
@@ -174,17 +174,6 @@ def test_wavefront_falls_back_to_the_per_layer_path(backend, change):
 
 
 # ---- modes: tracks, the out-of-box `flax` mode (backends/jax_flax/library.py) ----
-
-def test_every_mode_has_a_track_and_a_one_line_description():
-    from backends.jax_flax.backend import MODES
-    assert {name: mode.track for name, mode in MODES.items()} == {
-        "scan": "tuned", "scan-unroll": "tuned", "wavefront": "tuned", "flax": "out-of-box"}
-    for mode in MODES.values():
-        assert mode.description and "\n" not in mode.description
-    assert all("custom_vjp" in MODES[m].description for m in ("scan", "scan-unroll", "wavefront"))
-    with pytest.raises(ValueError, match="track 'fast' is not one of"):
-        dataclasses.replace(MODES["scan"], track="fast")
-
 
 def forward_primitives(model, X, Y) -> set[str]:
     """The primitives of a model's forward loss, as traced (before differentiation)."""

@@ -21,8 +21,8 @@ try:
 except BackendUnavailable as exc:  # no mxnet, or numpy too new for it
     pytest.skip(str(exc), allow_module_level=True)
 
-from backends.mxnet_gluon import _framework, mx, nets, optim  # noqa: E402
-from backends.mxnet_gluon._framework import gluon  # noqa: E402
+from backends.mxnet_gluon import _environment, mx, nets, optim  # noqa: E402
+from backends.mxnet_gluon._environment import gluon  # noqa: E402
 
 VOCAB = 7
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_fused_clipped_sgd_is_w_minus_lr_times_clipped_grad(clip, scale):
 def test_environment_describes_the_build():
     env = BACKEND.environment()
     assert env["version"] == mx.__version__ and env["numpy"] == np.__version__
-    assert set(env["features"]) == {"mkldnn", "cuda", "cudnn", "blas"} and env["engine"] == _framework.ENGINE
+    assert set(env["features"]) == {"mkldnn", "cuda", "cudnn", "blas"} and env["engine"] == _environment.ENGINE
 
 
 def test_numpy_too_new_names_the_fix():
@@ -103,11 +103,11 @@ def test_numpy_too_new_names_the_fix():
 def test_engine_is_naive_on_cpu_builds_unless_the_user_chose(monkeypatch, cuda):
     """Picked before MXNet starts: NaiveEngine on a CPU-only build, MXNet's threaded
     default on a CUDA build; a value the user set wins on both."""
-    monkeypatch.setattr(_framework, "_cuda_build", lambda: cuda)
+    monkeypatch.setattr(_environment, "_cuda_build", lambda: cuda)
     monkeypatch.delenv("MXNET_ENGINE_TYPE", raising=False)
-    assert _framework.choose_engine() == ("ThreadedEnginePerDevice" if cuda else "NaiveEngine")
+    assert _environment.choose_engine() == ("ThreadedEnginePerDevice" if cuda else "NaiveEngine")
     monkeypatch.setenv("MXNET_ENGINE_TYPE", "ThreadedEngine")
-    assert _framework.choose_engine() == "ThreadedEngine"
+    assert _environment.choose_engine() == "ThreadedEngine"
 
 
 def test_out_of_box_track_is_gluon_alone(monkeypatch):
@@ -154,7 +154,7 @@ def test_the_book_mode_starts_from_the_books_init():
     """d2l 0.17's train_ch8 re-initialises every model with init.Normal(0.01), biases
     zero: MXNet `book` draws its initial parameters that way (the record says
     `init_from_mode`; the spec stays the preset's), the tuned modes from the spec's."""
-    from benchmarks.harness import RunRequest, build_model, mode_init
+    from benchmarks.run.harness import RunRequest, build_model, mode_init
     from common.specs import load_preset
 
     backend = load_backend("mxnet", threads=1)

@@ -120,7 +120,7 @@ CASES = [
 
 @pytest.mark.parametrize("name,argv,code,first,never", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_clear_line(name, argv, code, first, never, tmp_path, data_dir, capsys):
-    from benchmarks.harness import RunRequest, results_file
+    from benchmarks.run.harness import RunRequest, results_file
 
     (tmp_path / "file").write_text("not a folder")
     (tmp_path / "timemachine.txt").mkdir()  # the data set's name, but a folder
@@ -148,8 +148,8 @@ def test_results_folder_refusing_files_fails_before_training(tmp_path, data_dir,
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("benchmarks.harness.tempfile.mkstemp", refuse)
-    monkeypatch.setattr("benchmarks.harness.load_corpus", lambda *a: pytest.fail("data read before the check"))
+    monkeypatch.setattr("benchmarks.run.harness.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("benchmarks.run.harness.load_corpus", lambda *a: pytest.fail("data read before the check"))
     code, err, _ = cli(run_args("--results", str(tmp_path), "--data-dir", str(data_dir)), capsys)
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("error: cannot write records to") and "(Permission denied)" in err[0]
@@ -186,8 +186,8 @@ def test_ctrl_c_while_building_the_model_is_one_line(tmp_path, data_dir, capsys,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("benchmarks.harness.load_backend", lambda name, threads: object())
-    monkeypatch.setattr("benchmarks.harness.build_model", interrupted)
+    monkeypatch.setattr("benchmarks.run.harness.load_backend", lambda name, threads: object())
+    monkeypatch.setattr("benchmarks.run.harness.build_model", interrupted)
     code, err, _ = cli(run_args("--results", str(tmp_path), "--data-dir", str(data_dir)), capsys)
     assert code != 0 and len(err) == 1, err
     assert err[0].startswith("error: interrupted by") and "nothing was recorded" in err[0]
@@ -224,7 +224,7 @@ def test_parity_builds_the_mode_asked_for(backend, data_dir, capsys):
 HOOK = """
 import os, sys, time
 from pathlib import Path
-from benchmarks import harness, progress
+from benchmarks.run import harness, progress
 from benchmarks.cli import main
 
 flag, argv = Path(sys.argv[1]), sys.argv[2:]

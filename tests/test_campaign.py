@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import campaign as camp
-from benchmarks.rounds import Gate, epoch_rounds
+from benchmarks.campaign import driver as camp
+from benchmarks.pipe import Gate, epoch_rounds
 from common.environment import git_commit, git_state
 from common.errors import SpecError
 

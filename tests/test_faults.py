@@ -195,7 +195,7 @@ def test_a_preset_file_is_loaded_by_path_and_recorded_by_its_own_name(tmp_path):
 
 
 def test_extra_arguments_without_a_preset_apply_to_the_default_suite():
-    from benchmarks.suites import SUITES, plan
+    from benchmarks.campaign.suites import SUITES, plan
 
     runs = plan("pytorch", ["--threads", "1"])
     assert runs == [entry["args"] + ["--threads", "1"] for entry in SUITES["default"]]

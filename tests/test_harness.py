@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.harness import RunRequest, summarise, thread_warnings, time_to_target, utilisation
+from benchmarks.run.harness import RunRequest, summarise, thread_warnings, time_to_target, utilisation
 from common.specs import RunSpec
 
 

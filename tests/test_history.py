@@ -54,3 +54,12 @@ def test_history_of_an_empty_folder_is_one_line(tmp_path, capsys):
     assert main(["history", "--results", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no run records in") and "nox -s bench" in err[0]
+
+
+def test_the_command_lines_default_step_is_the_statistics_own():
+    """options.py (floor 0, no pandas) states compare's and history's --min-effect
+    default itself; it must stay the report's rule."""
+    from benchmarks.options import MIN_EFFECT
+    from benchmarks.report.stats import COMPARE_MIN_EFFECT
+
+    assert MIN_EFFECT == COMPARE_MIN_EFFECT

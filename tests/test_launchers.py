@@ -37,7 +37,7 @@ def _port() -> int:
 
 
 def _worker(backend: str, mode: str, data_dir: Path) -> list[str]:
-    return ["-m", "benchmarks.worker", "parity", "--backend", backend, "--mode", mode, *TINY,
+    return ["-m", "benchmarks.parallel.worker", "parity", "--backend", backend, "--mode", mode, *TINY,
             "--data-dir", str(data_dir)]
 
 
@@ -118,7 +118,7 @@ def test_jax_processes_through_the_coordinator_pass_parity(data_dir, tmp_path):
 
 @pytest.mark.parametrize(("content", "says"), [
     (None, "parity.npz not found"),
-    (b"\x80\x04 not an npz archive" * 20, "is not a parity.npz that `benchmarks.worker parity` wrote"),
+    (b"\x80\x04 not an npz archive" * 20, "is not a parity.npz that `benchmarks.parallel.worker parity` wrote"),
 ])
 def test_launched_parity_without_the_workers_output_is_one_line(data_dir, tmp_path, content, says):
     backend = next((b for b in ("pytorch", "mxnet", "jax") if not isinstance(loaded(b), str)), None)

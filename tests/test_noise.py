@@ -19,8 +19,8 @@ import pytest
 pytest.importorskip("pandas")
 pytest.importorskip("scipy")
 
-from benchmarks import campaign as camp  # noqa: E402
-from benchmarks.noise import burn  # noqa: E402
+from benchmarks.campaign import driver as camp  # noqa: E402
+from benchmarks.campaign.noise import burn  # noqa: E402
 from benchmarks.report import build_report  # noqa: E402
 from tests.test_robust_verdict import old_paired_ratio  # noqa: E402
 
@@ -224,7 +224,7 @@ def test_the_burner_keeps_its_duty_and_stops_with_its_parent():
     import psutil
 
     proc = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(camp.REPO)!r}); "
-                             "from benchmarks.noise import burner; import time\n"
+                             "from benchmarks.campaign.noise import burner; import time\n"
                              "with burner(0.5) as b:\n    print(b.pid, flush=True); time.sleep(4)"],
                             stdout=subprocess.PIPE, text=True)
     pid = int(proc.stdout.readline())
@@ -244,7 +244,7 @@ def test_a_disturbed_slice_gives_its_time_back_up_to_one_more_budget():
     the deadline, until the extensions add up to one more --budget."""
     import argparse
 
-    from benchmarks.campaign import credit
+    from benchmarks.campaign.driver import credit
 
     opts = argparse.Namespace(budget_s=10.0, extended_s=0.0)
     assert [credit(opts, 4.0) for _ in range(4)] == [4.0, 4.0, 2.0, 0.0]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from backends.base import EpochStats, LanguageModel
-from benchmarks.harness import RunState, train
-from benchmarks.suites import per_seed, plan
+from benchmarks.campaign.suites import per_seed, plan
+from benchmarks.run.harness import RunState, train
 from common.batches import batches_digest, eval_splits, split_batches, train_batches
 from common.errors import SpecError
 from common.params import init_params

@@ -23,7 +23,7 @@ def test_slices_are_contiguous_and_together_the_batch(workers):
     assert all(p[0].shape == (8 // workers, 3) for p in parts)
     np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), X)
     np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), Y)
-    assert rows_of(1, workers, 8) == slice(8 // workers, 2 * (8 // workers)) if workers > 1 else True
+    assert rows_of(workers - 1, workers, 8) == slice(8 - 8 // workers, 8)  # the last worker's rows
 
 
 def test_a_worker_keeps_the_same_rows_across_batches():

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from backends.distributed import DATA_PARALLEL_MODE, check_mode
-from benchmarks.campaign import contenders_from, worker_counts
+from benchmarks.campaign.driver import contenders_from, worker_counts
 from common.errors import SpecError
 
 

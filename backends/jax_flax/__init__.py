@@ -23,7 +23,7 @@ Layout:
 - `library`, `library_model`: the out-of-box `flax` mode: Flax's own cells in `nn.RNN`,
   optax's clipping and optimizers, one jitted step per batch; the canonical parameters
   map exactly into Flax's merged biases inside the step.
-- `_xla_env`: XLA's thread count (`PJRT_NPROC`) and flags, set from RNNBENCH_THREADS
+- `_environment`: XLA's thread count (`PJRT_NPROC`) and flags, set from RNNBENCH_THREADS
   *before* JAX is imported, because XLA reads them once.
 
 Modes (`backend.MODES`): the tuned `wavefront` (default), `scan` and `scan-unroll`, and
@@ -41,9 +41,9 @@ epoch nothing recompiles; a smaller last batch (`windows` sampling) compiles onc
 more. Float64 specs run with 64-bit types enabled for that model only.
 """
 
-from backends.jax_flax import _xla_env
+from backends.jax_flax import _environment
 
-_xla_env.configure_from_env()  # before the first `import jax` anywhere below
+_environment.configure_from_env()  # before the first `import jax` anywhere below
 
 from backends.jax_flax.backend import BACKEND  # noqa: E402
 

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 
 from backends.base import Backend, Device, ModeInfo, best_flops, parse_device, require_device
-from backends.jax_flax import _xla_env
+from backends.jax_flax import _environment
 from backends.jax_flax.library_model import FlaxModel
 from backends.jax_flax.model import JaxModel
 from common.params import Params
@@ -27,7 +27,7 @@ class Mode(ModeInfo):
     (`wavefront.py`), and stacks it does not support (bidirectional, dropout, one layer)
     per layer as "scan" does; "flax" is Flax's own cells (`library.py`)."""
 
-    recurrence: str = "scan"  # "scan" (per layer), "wavefront" (the stack in one scan) or "flax"
+    recurrence: str = "scan"  # "scan" (per layer) or "wavefront" (the stack in one scan); not read by "flax"
     unroll: int = 1  # lax.scan's unroll factor: time steps per loop iteration
 
 
@@ -45,7 +45,7 @@ MODES = {
                  "Flax's nn.OptimizedLSTMCell/GRUCell/SimpleCell in nn.RNN (nn.Bidirectional, nn.Dropout, nn.Embed, "
                  "nn.Dense), optax clip_by_global_norm + sgd/adam, one jax.jit train step per batch from Python; "
                  "canonical parameters mapped into Flax's merged biases in the step; matmul precision 'highest' "
-                 "as in every mode; no limitations", "flax"),
+                 "as in every mode; no limitations"),
 }
 
 
@@ -59,13 +59,13 @@ def _gpus() -> list[jax.Device]:
 
 class JaxBackend(Backend):
     name, framework = "jax", "JAX/Flax"
-    modes, default_mode = tuple(MODES), "wavefront"
+    MODES, default_mode = MODES, "wavefront"
 
     def devices(self) -> list[str]:
         return ["cpu"] + [f"gpu:{i}" for i in range(len(_gpus()))]
 
     def set_threads(self, threads: int) -> None:
-        _xla_env.set_threads(threads)
+        _environment.set_threads(threads)
 
     def environment(self) -> dict[str, Any]:
         gpus = _gpus()
@@ -76,7 +76,7 @@ class JaxBackend(Backend):
                          "optax": optax.__version__, "numpy": np.__version__},
             "platform": jax.default_backend(),
             "platform_version": jax.devices()[0].client.platform_version,
-            "threads": _xla_env.current_threads(),
+            "threads": _environment.current_threads(),
             "pjrt_nproc": os.environ.get("PJRT_NPROC"),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "matmul_precision": "highest",
@@ -101,10 +101,8 @@ class JaxBackend(Backend):
 
     def _build(self, spec: RunSpec, vocab_size: int, device: Device, params: Params | None,
                mode: str) -> JaxModel:
-        settings = MODES[mode]
-        if settings.recurrence == "flax":
-            return FlaxModel(spec, vocab_size, self._device(device), params, mode)
-        return JaxModel(spec, vocab_size, self._device(device), params, mode, settings.recurrence, settings.unroll)
+        model_class = FlaxModel if MODES[mode].library else JaxModel
+        return model_class(spec, vocab_size, self._device(device), params, mode, MODES[mode])
 
 
 BACKEND = JaxBackend()

@@ -92,8 +92,7 @@ def leave() -> None:
 
 def build(backend: JaxBackend, spec, vocab_size: int, device: str, params, mode: str) -> "MeshModel":
     base.require_device(base.parse_device(device), backend.devices(), backend.framework)
-    settings = MODES[mode]
-    return MeshModel(spec, vocab_size, None, params, mode, settings.recurrence, settings.unroll)
+    return MeshModel(spec, vocab_size, None, params, mode, MODES[mode])
 
 
 class MeshModel(JaxModel):

@@ -110,8 +110,10 @@ class FlaxSteps:
 class FlaxModel(JaxBase):
     """The `flax` mode's model: `FlaxSteps` called once per batch from Python."""
 
-    def __init__(self, spec: RunSpec, vocab_size: int, device: jax.Device, params: Params | None, mode: str):
+    def __init__(self, spec: RunSpec, vocab_size: int, device: jax.Device, params: Params | None, mode: str,
+                 settings):
         self.spec, self.mode, self.vocab_size, self.device = spec, mode, vocab_size, device
+        self.settings = settings  # backend.MODES[mode]
         self._x64 = spec.train.dtype == "float64"
         with self._context():
             self._dtype = jnp.float64 if self._x64 else jnp.float32

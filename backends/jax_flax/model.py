@@ -148,9 +148,10 @@ class JaxModel(JaxBase):
     """
 
     def __init__(self, spec: RunSpec, vocab_size: int, device: jax.Device, params: Params | None,
-                 mode: str, recurrence: str, unroll: int):
+                 mode: str, settings):
         self.spec, self.mode, self.vocab_size, self.device = spec, mode, vocab_size, device
-        self.recurrence, self.unroll = recurrence, unroll
+        self.settings = settings  # backend.MODES[mode]
+        self.recurrence, self.unroll = recurrence, unroll = settings.recurrence, settings.unroll
         self._capacity: dict[str, dict] = {"train": {}, "eval": {}}  # batch shape -> batches per chunk
         self._x64 = spec.train.dtype == "float64"
         with self._context():

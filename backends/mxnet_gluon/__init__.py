@@ -18,7 +18,7 @@ The training loop of the first three never syncs with the host inside an epoch: 
 global gradient norm, the clipping factor and the summed loss stay on the device.
 """
 
-from backends.mxnet_gluon._framework import mx  # first: turns a failing `import mxnet` into one clear error
+from backends.mxnet_gluon._environment import mx  # first: turns a failing `import mxnet` into one clear error
 from backends.mxnet_gluon.backend import BACKEND, MXNetBackend
 
 __all__ = ["BACKEND", "MXNetBackend", "mx"]

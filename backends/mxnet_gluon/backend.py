@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from backends import base
-from backends.mxnet_gluon._framework import ENGINE, mx
+from backends.mxnet_gluon._environment import ENGINE, mx
 from backends.mxnet_gluon.model import BookModel, GluonModel
 from common.errors import SpecError
 from common.params import Params
@@ -30,8 +30,6 @@ class Mode(base.ModeInfo):
     """What a mode changes (the package docstring says why), with its track and description."""
 
     hybridize: bool = False  # the blocks and the loss compiled by hybridize(static_alloc, static_shape)
-    book: bool = False  # d2l 0.17's own model and training loop (model.BookModel)
-    library: bool = False  # Gluon's own rnn layer, gluon.Trainer and gluon.utils.clip_global_norm
 
 
 MODES = {
@@ -42,17 +40,17 @@ MODES = {
     "gluon": Mode("out-of-box", "Gluon rnn.LSTM/GRU/RNN, hybridized (static_alloc, static_shape) + gluon.Trainer "
                                 "+ gluon.utils.clip_global_norm (no host check); the loss is log-sum-exp in "
                                 "elementwise ops, as every mode (Gluon's fused loss is too inexact for parity)",
-                  hybridize=True, library=True),
+                  hybridize=True),
     "book": Mode("book", "d2l 0.17's RNNModel and train_epoch_ch8: Gluon rnn layers, imperative, the book's "
                          "grad_clipping (host norm) and float(loss) every step, from train_ch8's "
-                         "init.Normal(0.01) (biases zero)", book=True, init="normal:0.01"),
+                         "init.Normal(0.01) (biases zero)", init="normal:0.01"),
 }
 
 
 class MXNetBackend(base.Backend):
     name = "mxnet"
     framework = "MXNet"
-    modes = tuple(MODES)
+    MODES = MODES
     default_mode = "hybridized"  # measured faster on d2l-deep-lstm (CPU); see the closing note of issue 4
 
     def __init__(self) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from backends import base
 from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, Helper, Launch
-from backends.mxnet_gluon._framework import autograd, mx, nd
+from backends.mxnet_gluon._environment import autograd, mx, nd
 from backends.mxnet_gluon.backend import MODES, MXNetBackend
 from backends.mxnet_gluon.model import GluonModel
 from backends.mxnet_gluon.optim import clip_on_device, make_trainer

@@ -11,7 +11,7 @@ tensors to get/set parameters and read gradients.
 
 from __future__ import annotations
 
-from backends.mxnet_gluon._framework import gluon, mx, nd
+from backends.mxnet_gluon._environment import gluon, mx, nd
 from common.params import layer_input_size, rnn_key
 from common.specs import ModelSpec
 from common.state import state_count, state_shape

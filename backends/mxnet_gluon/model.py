@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from backends import base
-from backends.mxnet_gluon._framework import autograd, mx, nd
+from backends.mxnet_gluon._environment import autograd, mx, nd
 from backends.mxnet_gluon.nets import BookLoss, BookNet, LossNet, Net, rnn_params, uses_native_rnn_kernel
 from backends.mxnet_gluon.optim import book_grad_clipping, make_trainer, make_update
 from common.params import Params, check_params, param_shapes

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from backends.mxnet_gluon._framework import gluon, mx, nd, nn, rnn
+from backends.mxnet_gluon._environment import gluon, mx, nd, nn, rnn
 from backends.mxnet_gluon.flat import FlatRNN
 from common.params import layer_input_size, rnn_key
 from common.specs import RunSpec

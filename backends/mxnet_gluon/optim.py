@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from backends.mxnet_gluon._framework import gluon, mx, nd
+from backends.mxnet_gluon._environment import gluon, mx, nd
 from common.specs import RunSpec
 
 

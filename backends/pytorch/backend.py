@@ -8,7 +8,7 @@ import torch
 
 from backends.base import Backend, Device, ModeInfo, best_flops, parse_device
 from backends.pytorch import recurrence
-from backends.pytorch.model import TorchModel
+from backends.pytorch.model import BookModel, TorchModel
 from common.params import Params
 from common.specs import RunSpec
 
@@ -29,26 +29,23 @@ class Mode(ModeInfo):
 
     written_out: bool = False  # GRU/RNN layers as recurrence.StackedRecurrent on the CPU
     compiled: bool = False  # forward pass and loss under torch.compile
-    book: bool = False  # d2l 0.17's training loop, with its per-step host syncs
-    library_clip: bool = False  # torch.nn.utils.clip_grad_norm_ instead of the project's device-side clip
 
 
 MODES = {
     "eager": Mode("tuned", "nn.LSTM; on the CPU GRU/RNN as hand-written BPTT on packed oneDNN matmuls "
                            "(recurrence.py); clipping by one foreach norm on the device; torch.optim SGD/Adam "
                            "(foreach)", written_out=True),
-    "nn": Mode("out-of-box", "nn.LSTM/GRU/RNN + torch.optim (foreach) + torch.nn.utils.clip_grad_norm_",
-                library_clip=True),
+    "nn": Mode("out-of-box", "nn.LSTM/GRU/RNN + torch.optim (foreach) + torch.nn.utils.clip_grad_norm_"),
     "compile": Mode("tuned", "nn.LSTM/GRU/RNN with the one-hot, output layer and loss under torch.compile "
                              "(inductor); device-side clipping", compiled=True),
     "book": Mode("book", "d2l 0.17's train_epoch_ch8: nn layers, the book's grad_clipping (norm compared on "
-                         "the host) and float(loss) every step", book=True),
+                         "the host) and float(loss) every step"),
 }
 
 
 class TorchBackend(Backend):
     name, framework = "pytorch", "PyTorch"
-    modes, default_mode = tuple(MODES), "eager"
+    MODES, default_mode = MODES, "eager"
 
     def devices(self) -> list[str]:
         return ["cpu"] + [f"gpu:{i}" for i in range(torch.cuda.device_count())]
@@ -94,12 +91,8 @@ class TorchBackend(Backend):
 
     def _build(self, spec: RunSpec, vocab_size: int, device: Device, params: Params | None,
                mode: str) -> TorchModel:
-        if params is None:
-            torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
-        model = TorchModel(spec, vocab_size, _torch_device(device), mode, MODES[mode])
-        if params is not None:
-            model.set_params(params)
-        return model
+        model_class = BookModel if MODES[mode].book else TorchModel
+        return model_class(spec, vocab_size, _torch_device(device), params, mode, MODES[mode])
 
 
 BACKEND = TorchBackend()

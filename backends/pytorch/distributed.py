@@ -2,7 +2,7 @@
 
 Processes rendezvous with torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT), so a worker started by `torchrun` joins the same way as one
-started by `benchmarks.workers`. Under our own launcher (one machine) everything listens
+started by `benchmarks.parallel.launcher`. Under our own launcher (one machine) everything listens
 on loopback only: worker 0 binds the store's socket to 127.0.0.1 itself and hands it to
 `TCPStore` (whose own server would bind every interface), and gloo is given the
 loopback interface (GLOO_SOCKET_IFNAME). Under `torchrun` its `env://` store and the
@@ -85,7 +85,7 @@ _KEEP: list[socket.socket] = []
 
 
 def leave() -> None:
-    """Destroy the group once the DDP model is freed (`benchmarks.worker` frees it first):
+    """Destroy the group once the DDP model is freed (`benchmarks.parallel.worker` frees it first):
     a group still held by DDP's reducer is torn down at interpreter exit instead, where
     gloo's threads could abort the finished worker (`terminate called`, SIGABRT)."""
     if dist.is_initialized():

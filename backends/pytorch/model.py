@@ -61,16 +61,21 @@ def canonical_names(model: ModelSpec) -> dict[str, str]:
 
 
 class TorchModel(LanguageModel):
-    def __init__(self, spec: RunSpec, vocab_size: int, device: torch.device, mode: str, settings):
+    def __init__(self, spec: RunSpec, vocab_size: int, device: torch.device, params: Params | None, mode: str,
+                 settings):
+        if params is None:
+            torch.manual_seed(spec.train.seed)  # the framework's own init, still repeatable
         self.spec, self.mode, self.device, self.vocab_size = spec, mode, device, vocab_size
         self.settings = settings  # backend.MODES[mode]
         self.dtype = DTYPES[spec.train.dtype]
         written_out = settings.written_out and device.type == "cpu"  # see the package docstring
         self.net = RNNLanguageModel(spec.model, vocab_size, written_out).to(device=device, dtype=self.dtype)
         self.names = canonical_names(spec.model)
-        self.clip_epsilon = 1e-6 if settings.library_clip else 0.0  # clip_grad_norm_: clip / (norm + 1e-6)
+        self.clip_epsilon = 1e-6 if settings.library else 0.0  # clip_grad_norm_: clip / (norm + 1e-6)
         self._make_optimizer()
         self._train_loss = torch.compile(self._loss, dynamic=False) if settings.compiled else self._loss
+        if params is not None:
+            self.set_params(params)
 
     def _make_optimizer(self) -> None:
         """A fresh optimizer at the current learning rate (the spec's until
@@ -113,24 +118,15 @@ class TorchModel(LanguageModel):
         clip = self.spec.train.clip
         if clip <= 0:
             return
-        if self.settings.library_clip:
+        if self.settings.library:
             nn.utils.clip_grad_norm_(self.net.parameters(), clip, foreach=True)
             return
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
         torch._foreach_mul_(grads, torch.clamp(clip / global_norm(grads), max=1.0))
 
-    def _clip_book(self) -> None:
-        """d2l 0.17 `grad_clipping`: the norm is compared on the host every step."""
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))
-        if self.spec.train.clip > 0 and norm > self.spec.train.clip:
-            for p in params:
-                p.grad[:] *= self.spec.train.clip / norm
-
     def _train_epoch(self, batches: Iterable[Batch]) -> EpochStats:
         self.net.train()
-        book = self.settings.book
-        total, tokens, book_total = torch.zeros((), device=self.device, dtype=torch.float64), 0, 0.0
+        total, tokens = self._new_total(), 0
         state = self._epoch_start_state()
         for X, Y in batches:
             X, y = self._to_device(X, Y)
@@ -138,16 +134,20 @@ class TorchModel(LanguageModel):
             loss, state = self._train_loss(X, y, state)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            self._clip_book() if book else self._clip()
+            self._clip()
             self.opt.step()
-            if book:
-                book_total += float(loss.detach() * y.numel())  # the book's per-step host sync
-            else:
-                total += loss.detach() * y.numel()
+            total = self._add_loss(total, loss, y.numel())
             tokens += y.numel()
         self._epoch_end_state(state)
-        loss_sum = book_total if book else float(total)  # float() waits for the device
-        return EpochStats(loss_sum, tokens)
+        return EpochStats(float(total), tokens)  # float() waits for the device
+
+    def _new_total(self):
+        """The epoch's loss sum starts on the device, so no step waits for the host."""
+        return torch.zeros((), device=self.device, dtype=torch.float64)
+
+    def _add_loss(self, total, loss: torch.Tensor, count: int):
+        total += loss.detach() * count
+        return total
 
     @torch.no_grad()
     def _evaluate(self, batches: Iterable[Batch]) -> EpochStats:
@@ -212,6 +212,25 @@ class TorchModel(LanguageModel):
         grads = self._grads()
         self.net.zero_grad(set_to_none=True)
         return float(loss.detach()), grads
+
+
+class BookModel(TorchModel):
+    """d2l 0.17's `train_epoch_ch8` on the library's layers: its `grad_clipping`, whose
+    norm is compared on the host every step, and `float(loss)` every step (the book's
+    per-step host syncs)."""
+
+    def _clip(self) -> None:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))
+        if self.spec.train.clip > 0 and norm > self.spec.train.clip:
+            for p in params:
+                p.grad[:] *= self.spec.train.clip / norm
+
+    def _new_total(self) -> float:
+        return 0.0
+
+    def _add_loss(self, total: float, loss: torch.Tensor, count: int) -> float:
+        return total + float(loss.detach() * count)  # the book's per-step host sync
 
 
 def global_norm(grads: list[torch.Tensor]) -> torch.Tensor:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from backends import BACKENDS
-from benchmarks.harness import measure_peaks
 from benchmarks.micro.cases import Case, Unavailable, build_workload, enumerate_cases
+from benchmarks.run.harness import measure_peaks
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.options import add_report_arguments
 from benchmarks.report import display as fmt
 from benchmarks.report import tables
 from benchmarks.report.data import (
@@ -30,6 +31,7 @@ from benchmarks.report.data import (
     threads_label,
     with_group_ids,
 )
+from benchmarks.report.parallel import workers_blocks, workers_table
 from benchmarks.report.plots import write_forest_plots, write_plots, write_scaling_plots
 from benchmarks.report.render import escape_md, to_html, to_markdown
 from benchmarks.report.stats import METHOD
@@ -40,11 +42,8 @@ from benchmarks.report.tables import (
     throughput_table,
     time_to_quality_table,
 )
-from benchmarks.report.workers import workers_blocks, workers_table
 from common.files import replacing, write_text
 
-DEFAULT_RESULTS = Path("results/runs")
-DEFAULT_OUT = Path("results")
 TITLE = "rnnbench report"
 HOW_TO_READ = (
     "A comparison group (G1, G2, ...) is one preset in one campaign (one `nox -s bench`: one machine, one code "
@@ -276,19 +275,6 @@ def _base_specs(table: pd.DataFrame) -> dict[str, dict]:
     """preset -> its spec as a dict, for the presets of the scaling runs that have one."""
     specs = {name: preset_info(name)[0] for name in table["preset"].unique()} if len(table) else {}
     return {name: spec for name, spec in specs.items() if spec}
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                        help=f"folder (or one .jsonl file) of run records (default: {DEFAULT_RESULTS})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"where REPORT.md, REPORT.html, the CSVs and plots/ go (default: {DEFAULT_OUT})")
-    parser.add_argument("--since", metavar="DATE", help="only records at or after this ISO date/time (UTC)")
-    parser.add_argument("--commit", metavar="PREFIX", help="only records whose git commit starts with PREFIX")
-    parser.add_argument("--campaign", metavar="ID", default=None,
-                        help="the campaign the report leads with and summary.json holds (default: the newest)")
-    parser.add_argument("--microbench", type=Path, default=None, metavar="DIR",
-                        help="pytest-benchmark JSON of `nox -s microbench` (default: microbench/ beside --results)")
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -135,14 +135,6 @@ def _clean(x):
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", type=Path, action="append", default=None,
-                   help="folders of records (default: results/runs and results/reference/runs)")
-    p.add_argument("--out", type=Path, default=Path("results"), help="where history.json and plots/ go")
-    p.add_argument("--min-effect", type=float, default=COMPARE_MIN_EFFECT,
-                   help="smallest change marked as a step between campaigns (default 0.10, as compare)")
-
-
 def run_history(args: argparse.Namespace) -> int:
     if not 0 < args.min_effect < 1:
         raise RnnbenchError(f"--min-effect {args.min_effect:g} must be between 0 and 1, e.g. 0.10")

@@ -14,7 +14,6 @@ import pandas as pd
 from benchmarks.report.data import MICRO, ROW_KEYS, pick_rows, preset_info
 from benchmarks.report.seeds import reproduces, seed_stats
 from benchmarks.report.stats import group_verdicts, half_width, round_rates
-from benchmarks.suites import SCALING_AXES
 from common.files import write_text
 from common.metrics import reached_target, utilisation
 from common.specs import preset_names
@@ -251,7 +250,8 @@ def samples_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-SECTION_OF = {"batch_size": "train", "num_steps": "train", "num_hiddens": "model", "num_layers": "model"}
+# The scaling suite's axes (benchmarks.campaign.suites varies them), in the order they are shown
+SECTION_OF = {"batch_size": "train", "num_hiddens": "model", "num_steps": "train", "num_layers": "model"}
 
 
 AXIS_LABEL = {"batch_size": "batch size", "num_hiddens": "hidden units", "num_steps": "sequence length (steps)",
@@ -312,10 +312,10 @@ def scaling_table(scaling: pd.DataFrame, all_runs: pd.DataFrame) -> pd.DataFrame
 
 def with_baseline(table: pd.DataFrame, preset_spec: dict) -> dict[str, pd.DataFrame]:
     """axis -> points of that axis, the preset's own run included at the preset's value."""
-    values = {axis: float(preset_spec[SECTION_OF[axis]][axis]) for axis in SCALING_AXES}
+    values = {axis: float(preset_spec[SECTION_OF[axis]][axis]) for axis in SECTION_OF}
     out = {}
     base = table[table["axis"].eq(BASELINE)]
-    for axis in [a for a in SCALING_AXES if a in set(table["axis"])]:
+    for axis in [a for a in SECTION_OF if a in set(table["axis"])]:
         points = pd.concat([table[table["axis"].eq(axis)], base.assign(axis=axis, value=values[axis])],
                            ignore_index=True)
         out[axis] = points.sort_values(["backend", "mode", "value"]).reset_index(drop=True)

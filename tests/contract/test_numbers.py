@@ -10,18 +10,29 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from benchmarks import parity
+from benchmarks.run import parity
 from common import reference
 from common.params import init_params
 from common.specs import load_preset
-from contract.cases import BATCH, DTYPES, STEPS, TOLERANCE, VOCAB, as64, batches, make_spec, worst_error
+from contract.cases import (
+    BATCH,
+    DTYPES,
+    STEPS,
+    TOLERANCE,
+    TRAIN_TOLERANCE,
+    VOCAB,
+    as64,
+    batches,
+    make_spec,
+    skip_excepted,
+    worst_error,
+)
 
 STRUCTURES = {"stack": {}, "single": dict(layers=1), "bidirectional": dict(bidirectional=True),
               "embedding": dict(layers=1, input="embedding")}
 # variants of the training loop: state carried (detached) across batches or reset every batch, ...
 TRAINING = {"sequential": dict(sampling="sequential"), "random": dict(sampling="random"),
             "no-clip": dict(clip="none"), "adam": dict(optimizer="adam", lr=0.01)}
-TRAIN_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -71,8 +82,9 @@ def check_loss_and_grads(backend, mode, cell, structure, dtype):
 
 
 def clip_epsilon(model) -> float:
-    """The eps a library's clipping adds to the norm (out-of-box modes), else 0."""
-    return float(getattr(model, "clip_epsilon", 0.0))
+    """The eps a library's clipping adds to the norm (out-of-box modes), else 0: the
+    interface's `LanguageModel.clip_epsilon`."""
+    return float(model.clip_epsilon)
 
 
 def check_training(backend, mode, cell, variant, dtype):
@@ -92,8 +104,8 @@ def check_training(backend, mode, cell, variant, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_training_epoch_tracks_reference(backend, mode, cell, dtype):
-    if mode == "compile" and dtype == "float64":
-        pytest.skip("torch.compile takes seconds per graph: float32 only")
+    if dtype == "float64":
+        skip_excepted(backend, mode, "training-float64")
     check_training(backend, mode, cell, "sequential", dtype)
 
 
@@ -102,8 +114,7 @@ def test_training_epoch_tracks_reference(backend, mode, cell, dtype):
 def test_training_variants_track_reference(backend, mode, variant, dtype):
     """State reset per batch, no clipping, Adam: the loop around the cell, so the LSTM
     stands for all three cells."""
-    if mode == "compile":
-        pytest.skip("torch.compile takes seconds per graph: its steps are `nn`'s")
+    skip_excepted(backend, mode, "training-variants")
     check_training(backend, mode, "lstm", variant, dtype)
 
 
@@ -111,8 +122,7 @@ def test_state_carried_over_the_run_tracks_reference(backend, mode):
     """carry_state='run' (the d2lzh loop sets `state = None` once, before its epochs):
     two epochs train as one trajectory whose state runs on from the first epoch's last
     batch into the second's first, not as two that each start from zeros."""
-    if mode == "compile":
-        pytest.skip("torch.compile takes seconds per graph: its loop is `nn`'s")
+    skip_excepted(backend, mode, "carried-state")
     spec = make_spec("lstm", carry_state="run")
     params = init_params(spec.model, VOCAB, seed=9)
     model = backend.build(spec, VOCAB, "cpu", params, mode)
@@ -132,8 +142,7 @@ def test_state_carried_over_the_run_tracks_reference(backend, mode):
 def test_the_books_normal_init_trains_as_reference(backend, mode):
     """init='normal:0.01' (d2l 0.17's MXNet `init.Normal(0.01)`, biases zero): the drawn
     parameters load and train as the reference's."""
-    if mode == "compile":
-        pytest.skip("torch.compile takes seconds per graph")
+    skip_excepted(backend, mode, "normal-init")
     spec = make_spec("gru", init="normal:0.01")
     params = init_params(spec.model, VOCAB, seed=9)
     assert all(not v.any() for k, v in params.items() if k.rsplit(".", 1)[-1].startswith("b"))
@@ -151,8 +160,7 @@ def test_set_learning_rate_applies_to_later_steps(backend, mode, optimizer, lr):
     """`_set_learning_rate(lr)` (the hook issue 14's LanguageModel.set_learning_rate
     calls): the steps after it train as the reference does at `lr` (SGD, which has no
     state to carry), and so does a fresh start by set_params (Adam too)."""
-    if mode == "compile":
-        pytest.skip("torch.compile takes seconds per graph: its optimizer is `nn`'s")
+    skip_excepted(backend, mode, "learning-rate")
     if optimizer == "adam" and mode not in backend.track_modes().values():
         pytest.skip("Adam in the mode standing for each track (the others share its optimizer code)")
     spec = make_spec("lstm", optimizer=optimizer, lr=1.0 if optimizer == "sgd" else 0.01)

@@ -3,7 +3,7 @@
 A campaign is one invocation (what `nox -s bench` runs). For each preset of the suite
 it starts one `run` process per contender (a backend, in its own venv's Python, with
 a mode and a checkout), one after another, each measuring its warm-up apart and then
-waiting on a pipe (benchmarks.rounds). Then, round by round, it lets each contender
+waiting on a pipe (benchmarks.pipe). Then, round by round, it lets each contender
 train its slice of epochs in turn, in a random order drawn afresh every round, so the
 machine's drift and each slice's neighbour fall on every framework alike and each round
 gives one paired comparison. With `--processes N` a contender is N processes taking
@@ -36,14 +36,22 @@ from pathlib import Path
 
 from backends import BACKENDS
 from backends.distributed import DATA_PARALLEL_MODE
-from benchmarks import noise
-from benchmarks import rounds as pipe
-from benchmarks.suites import PlanError, default_rounds, has_track, plan, suite_of, suite_processes, suite_tracks
+from benchmarks import pipe
+from benchmarks.campaign import noise
+from benchmarks.campaign.suites import (
+    PlanError,
+    default_rounds,
+    has_track,
+    plan,
+    suite_of,
+    suite_processes,
+    suite_tracks,
+)
 from common.errors import RnnbenchError, SpecError
 from common.load import is_disturbed, wait_quiet
 from common.records import check_name, iter_records, new_campaign_id, new_run_id
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -215,10 +223,14 @@ def processes_of(contender: Contender, opts: argparse.Namespace) -> int:
 
 
 def _cli_text(tree: Path) -> str:
-    try:
-        return (tree / "benchmarks" / "cli.py").read_text(encoding="utf-8")
-    except OSError:
-        return ""
+    """The command-line grammar of a checkout (benchmarks/options.py; cli.py before it)."""
+    text = ""
+    for name in ("options.py", "cli.py"):
+        try:
+            text += (tree / "benchmarks" / name).read_text(encoding="utf-8")
+        except OSError:
+            pass
+    return text
 
 
 def start(contender: Contender, args: tuple[str, ...], opts: argparse.Namespace, campaign: str,
@@ -249,7 +261,7 @@ def settings(opts: argparse.Namespace) -> dict:
             "retry_cap": opts.retry_cap, "noise": opts.noise, "parity": opts.parity, "processes": opts.processes}
 
 
-def say(text: str) -> None:
+def note(text: str) -> None:
     print(text, flush=True)
 
 
@@ -267,7 +279,7 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
             child = start(contender, args, opts, campaign, contender.framework not in peaked, scratch, (k, n))
             started = child.wait_message(opts.contender_timeout)
             if started in ("exit", "hung"):
-                say(f"  {contender.label}{_nth(child)}: did not start: {_why_not(child, opts)}")
+                note(f"  {contender.label}{_nth(child)}: did not start: {_why_not(child, opts)}")
                 failed.append(contender.label + _nth(child))
                 continue
             peaked.add(contender.framework)
@@ -281,18 +293,18 @@ def run_entry(args: tuple[str, ...], contenders: list[Contender], opts: argparse
                 waited += wait_quiet() if busy else 0.0  # after a disturbed slice: let the burst pass first
                 tic = time.perf_counter()
                 if child.go(r) and child.wait_message(opts.contender_timeout) == "hung":
-                    say(f"  {child.contender.label}: {_why_not(child, opts)}; the campaign goes on without it")
+                    note(f"  {child.contender.label}: {_why_not(child, opts)}; the campaign goes on without it")
                 child.slice_s[r] = time.perf_counter() - tic
                 busy = is_disturbed(child.loads.get(r))
                 if busy and opts.retry_disturbed:  # a busy minute costs time, not precision
                     plan.deadline += credit(opts, child.slice_s[r])
-            say(f"  [{name}] {round_line(turn, r, plan.planned)}")
+            note(f"  [{name}] {round_line(turn, r, plan.planned)}")
             if r == plan.target:
                 plan.extend(children, r)
         if waited:
-            say(f"  [{name}] waited {waited:.0f} s in all for other programs' bursts to pass before slices")
+            note(f"  [{name}] waited {waited:.0f} s in all for other programs' bursts to pass before slices")
         if opts.extended_s:
-            say(f"  [{name}] budget extended by {opts.extended_s:.0f} s so far: the time of disturbed slices")
+            note(f"  [{name}] budget extended by {opts.extended_s:.0f} s so far: the time of disturbed slices")
     finally:
         for child in children:
             if not child.finished:
@@ -304,8 +316,8 @@ def start_order(contenders: list[Contender], opts: argparse.Namespace,
                 seed: str = "") -> list[tuple[Contender, int, int]]:
     """(contender, k, N) in the order the processes start: the contenders in a random
     order (drawn from `seed`), every one's first process, then every second one in
-    reverse, and so on (A B C C B A). PyTorch processes started earlier in a campaign
-    ran measurably slower than ones of the same code started after them
+    reverse, and so on (A B C C B A). Processes started earlier in a campaign ran
+    measurably slower than ones of the same code started after them
     (docs/performance.md); counterbalanced, every contender's processes sit at the same
     mean place, so a trend falls on all alike, and in a random order no contender is
     always the one started first."""
@@ -398,18 +410,18 @@ class RoundPlan:
         if r < owed and self.needed != set() and room >= 1:  # in batches that fit before the deadline
             batch = min(owed - r, room)
             whom = "" if self.needed is None else f" for {', '.join(sorted(self.needed))}"
-            say(f"  up to {disturbed} disturbed round(s) per contender so far: {batch} replacement round(s){whom}")
+            note(f"  up to {disturbed} disturbed round(s) per contender so far: {batch} replacement round(s){whom}")
             self.target = r + batch
             return
         if self.opts.precision is None:
             return
         head = f"  precision ±{self.reached:.1%} after {r} rounds (target ±{self.opts.precision:.0%}): "
         if self.reached <= self.opts.precision:
-            say(head + "done")
+            note(head + "done")
         elif room < PRECISION_STEP or r >= MAX_ROUNDS_FACTOR * self.planned:
-            say(head + "budget spent, stopping")
+            note(head + "budget spent, stopping")
         else:
-            say(head + f"{PRECISION_STEP} more rounds for {', '.join(sorted(self.needed))}")
+            note(head + f"{PRECISION_STEP} more rounds for {', '.join(sorted(self.needed))}")
             self.target = r + PRECISION_STEP
 
 
@@ -480,9 +492,10 @@ def contenders_from(opts: argparse.Namespace, rest: list[str] = ()) -> list[Cont
         raise SpecError(f"--modes {opts.modes!r} has an empty name; give modes separated by commas (see `list`)")
     trees = [("", REPO)] + [(name, Path(d).resolve()) for name, d in _pairs(opts.checkout, "--checkout", "NAME=DIR")]
     for name, tree in trees[1:]:
-        if not (tree / "benchmarks" / "rounds.py").is_file():
+        if not any((tree / "benchmarks" / pipe).is_file() for pipe in ("pipe.py", "rounds.py")):
             raise SpecError(f"--checkout {name}={tree} is not an rnnbench checkout with campaigns "
-                            "(no benchmarks/rounds.py); give a checkout of this version or later")
+                            "(no benchmarks/pipe.py, called rounds.py before); give a checkout of this "
+                            "version or later")
     return [Contender(b, py, m or (DATA_PARALLEL_MODE[b] if w else None), name, tree, w)
             for name, tree in trees for b, py in pythons.items() for m in modes if has_track(b, m)
             for w in worker_counts(opts.workers)]
@@ -516,7 +529,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                 epilog="Any other argument is the suite's (`--suite NAME`, `--backend B`, "
                                        "`--preset P`, `--threads N`, ...), as for `nox -s bench -- ...`.")
     p.add_argument("--rounds", type=int, default=None,
-                   help="rounds per preset (default: the suite's, see benchmarks/suites.py)")
+                   help="rounds per preset (default: the suite's, see benchmarks/campaign/suites.py)")
     p.add_argument("--python", action="append", default=[], metavar="BACKEND=PATH",
                    help="the Python (venv) that runs a backend; repeat per backend (default: this one, all)")
     p.add_argument("--modes", default=None, metavar="M1,M2", help="run each backend in these modes, as contenders")
@@ -590,7 +603,7 @@ def check_verdict_options(opts: argparse.Namespace, rest: list[str], contenders:
         try:
             import benchmarks.report.stats  # noqa: F401
         except ImportError as exc:
-            say(f"note: --precision needs the report's libraries ({exc}); the planned rounds only")
+            note(f"note: --precision needs the report's libraries ({exc}); the planned rounds only")
             opts.precision = None
     labels = [c.label for c in contenders]
     if opts.twin is not None and not opts.no_twin and opts.twin not in labels:
@@ -646,12 +659,12 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
     busy = machine_busy()
     if busy:
         print(f"warning: {busy}", file=sys.stderr, flush=True)
-    say(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
+    note(f"campaign {cid}: {len(todo)} run(s) x {len(contenders)} contender(s), {opts.rounds} round(s); "
         f"records in {opts.results}")
     children, lost, peaked, began = [], [], set(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rnnbench-") as scratch, noise.burner(opts.noise):
         if opts.noise:
-            say(f"noise: one core kept busy {opts.noise:.0%} of the time, in random bursts")
+            note(f"noise: one core kept busy {opts.noise:.0%} of the time, in random bursts")
         try:
             for k, (args, who) in enumerate(todo):
                 now = time.perf_counter()  # each preset gets an even share of the budget left
@@ -660,9 +673,9 @@ def campaign(opts: argparse.Namespace, rest: list[str]) -> int:
                 children += done
                 lost += sorted(f"{c} ({' '.join(args)})" for c in failed + unrecorded(done, opts.results))
                 for line in report_status(done, opts.results):
-                    say(line)
+                    note(line)
         except KeyboardInterrupt:
-            say(f"campaign {cid} interrupted: the records written so far are kept")
+            note(f"campaign {cid} interrupted: the records written so far are kept")
             return 130
     if not children:
         raise RnnbenchError("no contender could start (see the reasons above)")
@@ -689,12 +702,12 @@ def finish(cid: str, opts: argparse.Namespace) -> int:
     """The report for this campaign (REPORT.md led by it, summary.json), where the
     report's libraries are installed; otherwise say how to get it."""
     if not opts.report:
-        say(f"campaign {cid} done; `nox -s report` (or `python -m benchmarks report --campaign {cid}`) reports it")
+        note(f"campaign {cid} done; `nox -s report` (or `python -m benchmarks report --campaign {cid}`) reports it")
         return 0
     try:
         from benchmarks.report import campaign_report
     except ImportError as exc:
-        say(f"campaign {cid} done; no report here ({exc}): run `nox -s report`")
+        note(f"campaign {cid} done; no report here ({exc}): run `nox -s report`")
         return 0
     print(campaign_report(opts.results, opts.out, cid), flush=True)
     return 0

@@ -1,6 +1,6 @@
-"""One data-parallel worker process: `python -m benchmarks.worker run|parity ...`.
+"""One data-parallel worker process: `python -m benchmarks.parallel.worker run|parity ...`.
 
-Started by `benchmarks.workers`, with the launcher's environment (rank, worker count,
+Started by `benchmarks.parallel.launcher`, with the launcher's environment (rank, worker count,
 port, where to write, the hang timeout) and the framework's own (torchrun's, DMLC_*);
 or, across machines, by the framework's launcher (`torchrun`, MXNet's `launch.py`, one
 process per host for JAX) with RNNBENCH_OUT set (README, "Across machines"). The rank
@@ -28,7 +28,7 @@ import numpy as np
 
 from backends import load_backend
 from backends.distributed import load_distributed
-from benchmarks.rounds import say
+from benchmarks.pipe import say
 from common.errors import RnnbenchError
 
 OUT, TIMEOUT = "RNNBENCH_OUT", "RNNBENCH_WORKER_TIMEOUT"
@@ -37,7 +37,7 @@ DEFAULT_TIMEOUT_S = 600.0  # collectives' timeout when a foreign launcher sets n
 
 
 def main(argv: list[str]) -> int:
-    from benchmarks.cli import parse_args, resolve_spec
+    from benchmarks.options import parse_args, resolve_spec
 
     args = parse_args(argv)
     spec, book = resolve_spec(args)
@@ -64,23 +64,21 @@ def main(argv: list[str]) -> int:
 
 
 def run_task(args, spec, book, out: Path, backend, build, dist, built: dict) -> int:
-    from benchmarks.harness import RunRequest, run
+    from benchmarks.run.harness import RunRequest, exit_code, run
 
-    req = RunRequest(args.backend, spec, args.preset, book, args.device, args.mode, args.threads, args.data_dir,
-                     out, False, args.tag, campaign=args.campaign, rounds=args.rounds, gated=args.gate,
-                     contender=args.contender, run_id=args.run_id, build=build)
+    req = RunRequest.from_args(args, spec, book, results_dir=out, measure_peak=False, build=build)
     record = run(req, lambda row: say(sys.stdout, "epoch", row=json.dumps(row, separators=(",", ":"))))
     if record["status"] == "ok":
         numel = sum(p.size for p in built["model"].get_params().values())
         say(sys.stdout, "comm", numel=numel, allreduce_s=f"{dist.allreduce_seconds(numel):.6g}")
-    return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
+    return exit_code(record)
 
 
 def parity_task(args, spec, book, out: Path, backend, build, dist, built: dict) -> int:
     """Loss and averaged gradients of the first batch, then PARITY_STEPS steps."""
-    from benchmarks.workers import parity_inputs
+    from benchmarks.run.parity import inputs
 
-    X, Y, params, batches = parity_inputs(spec, args.data_dir, PARITY_STEPS)
+    X, Y, params, batches = inputs(spec, args.data_dir, PARITY_STEPS)
     model = build(backend, spec, params["dense.b"].shape[0], args.device, params, args.mode)
     loss, grads = model.loss_and_grads(X, Y)
     model.train_epoch(batches)

@@ -2,7 +2,7 @@
 
 Workers (and the engine's helpers, MXNet's scheduler and server) run in their own
 sessions, so a Ctrl-C at the terminal reaches only the launcher, which then stops them
-itself. The launcher reads every worker's stdout (protocol lines, `benchmarks.rounds`)
+itself. The launcher reads every worker's stdout (protocol lines, `benchmarks.pipe`)
 on a thread each and watches the processes:
 - all workers exit 0: done;
 - a worker or helper ends otherwise (killed, an exception, a peer it lost): the rest are
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from benchmarks import rounds as pipe
+from benchmarks import pipe
 
 GRACE_S = 5.0  # from SIGTERM to SIGKILL when stopping the group
 POLL_S = 0.1
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

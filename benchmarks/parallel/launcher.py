@@ -1,10 +1,10 @@
 """`run --workers N` and `parity --workers N`: data-parallel training on each framework's engine.
 
 This process is the launcher. It checks the request (worker count against the batch,
-the mode, the port, GPUs), starts N worker processes (`benchmarks.worker`) and any
+the mode, the port, GPUs), starts N worker processes (`benchmarks.parallel.worker`) and any
 helpers the engine needs, all on loopback, with the machine's threads divided among
 the workers (N workers together use the threads one run would), and supervises them
-(`benchmarks.supervise`): a worker that dies or hangs ends the run as `error` within
+(`benchmarks.parallel.supervise`): a worker that dies or hangs ends the run as `error` within
 `--worker-timeout` seconds plus a grace period, never a hang.
 
 Why a launcher of our own rather than torchrun (for PyTorch) or MXNet's `launch.py`:
@@ -33,45 +33,17 @@ import numpy as np
 
 from backends import load_backend
 from backends.distributed import DATA_PARALLEL_MODE, LOOPBACK, PORT, RANK, WORKERS, check_mode, gpu_of, load_distributed
-from benchmarks import rounds as pipe
-from benchmarks.supervise import Group, Outcome
-from benchmarks.worker import OUT, PARITY_STEPS, TIMEOUT
+from benchmarks import pipe
+from benchmarks.parallel.supervise import Group, Outcome
+from benchmarks.parallel.worker import OUT, PARITY_STEPS, TIMEOUT
+from benchmarks.run.parity import inputs
 from common import reference
 from common.batches import train_batches
 from common.corpus import load_corpus
 from common.errors import SpecError
-from common.params import init_params
 from common.records import append_record, iter_records
 from common.shards import check_workers
 from common.specs import RunSpec
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data-parallel workers (each framework's own engine; see README)")
-    g.add_argument("--workers", type=int, default=1,
-                   help="worker processes, each training on batch_size/N sequences of every batch (default 1)")
-    g.add_argument("--port", type=int, default=0,
-                   help="loopback port for the workers' rendezvous (default: a free one)")
-    g.add_argument("--worker-timeout", type=float, default=600.0, metavar="S",
-                   help="seconds without progress from any worker before the run is ended as a hang (default 600)")
-
-
-def wanted(args: argparse.Namespace) -> bool:
-    """Whether this command runs data-parallel workers (anything but --workers 1)."""
-    return getattr(args, "workers", 1) != 1
-
-
-def parity_inputs(spec: RunSpec, data_dir: str | None, steps: int):
-    """The first batch, the canonical start (a `framework` init becomes `uniform`, as
-    `parity` does) and the first `steps` batches: what every parity side uses."""
-    from dataclasses import replace
-
-    corpus = load_corpus(spec.data, data_dir)
-    batches = train_batches(corpus, spec, 0)
-    model = replace(spec.model, init="uniform") if spec.model.init == "framework" else spec.model
-    params = init_params(model, len(corpus.vocab), spec.train.seed, spec.train.dtype)
-    return batches[0][0], batches[0][1], params, batches[:steps]
-
 
 # -- checks ------------------------------------------------------------------------------
 
@@ -100,13 +72,14 @@ def free_port(port: int) -> int:
 
 def check_request(args: argparse.Namespace, spec: RunSpec):
     """Everything a user can get wrong, before any process starts (and, but for GPUs,
-    before the framework is imported): (backend, dist module, mode, threads per worker)."""
+    before the framework is imported): (backend, dist module, mode, threads per worker, the
+    rendezvous port: --port checked free, or a free one picked)."""
     mode = check_mode(args.backend, args.mode, DATA_PARALLEL_MODE[args.backend])
     corpus = load_corpus(spec.data, args.data_dir)
     check_workers(args.workers, [X.shape[0] for X, _ in train_batches(corpus, spec, 0)], spec.train.batch_size)
     if args.worker_timeout <= 0:
         raise SpecError(f"--worker-timeout={args.worker_timeout:g} must be positive (seconds)")
-    args.port = free_port(args.port)
+    port = free_port(args.port)
     threads = worker_threads(args.threads, args.workers)
     backend = load_backend(args.backend, threads)
     dist = load_distributed(args.backend)
@@ -115,7 +88,7 @@ def check_request(args: argparse.Namespace, spec: RunSpec):
         if len(gpus) < args.workers:
             raise SpecError(f"--workers {args.workers} on GPUs needs {args.workers} GPUs (one per worker); "
                             f"{backend.framework} sees {len(gpus)}: use --device cpu, or fewer workers")
-    return backend, dist, mode, threads
+    return backend, dist, mode, threads, port
 
 
 # -- the processes -----------------------------------------------------------------------
@@ -124,8 +97,8 @@ def check_request(args: argparse.Namespace, spec: RunSpec):
 def worker_argv(command: str, args: argparse.Namespace, mode: str, threads: int, device: str,
                 out: Path) -> list[str]:
     """The worker's own command line: the same spec, its share of the threads and its device."""
-    argv = [sys.executable, "-m", "benchmarks.worker", command, "--backend", args.backend, "--preset", args.preset,
-            "--device", device, "--mode", mode, "--threads", str(threads)]
+    argv = [sys.executable, "-m", "benchmarks.parallel.worker", command, "--backend", args.backend,
+            "--preset", args.preset, "--device", device, "--mode", mode, "--threads", str(threads)]
     argv += ["--epochs", str(args.epochs)] if args.epochs is not None else []
     for override in args.overrides:
         argv += ["--set", override]
@@ -139,8 +112,7 @@ def worker_argv(command: str, args: argparse.Namespace, mode: str, threads: int,
     return argv
 
 
-def start(command: str, args: argparse.Namespace, dist, mode: str, threads: int, folder: Path) -> Group:
-    port = args.port  # checked free (or picked) by check_request
+def start(command: str, args: argparse.Namespace, dist, mode: str, threads: int, port: int, folder: Path) -> Group:
     launch = dist.launch(args.workers, port, args.device)
     group = Group(folder, args.worker_timeout, gated=getattr(args, "gate", False))
     quiet_env = {"PYTHONUNBUFFERED": "1"}
@@ -160,15 +132,20 @@ def start(command: str, args: argparse.Namespace, dist, mode: str, threads: int,
 
 
 def cmd_run(args: argparse.Namespace, spec: RunSpec, book: dict) -> int:
-    from benchmarks.harness import RunRequest, RunState, check_results_writable, results_file, write_record
-    from benchmarks.progress import Progress
-    from benchmarks.summary import describe_run
+    from benchmarks.run.harness import (
+        RunRequest,
+        RunState,
+        check_results_writable,
+        exit_code,
+        results_file,
+        write_record,
+    )
+    from benchmarks.run.progress import Progress
+    from benchmarks.run.summary import describe_run
 
     started = time.perf_counter()
-    backend, dist, mode, threads = check_request(args, spec)
-    req = RunRequest(args.backend, spec, args.preset, book, args.device, mode, threads, args.data_dir,
-                     args.results, False, args.tag, campaign=args.campaign, rounds=args.rounds, gated=args.gate,
-                     contender=args.contender, run_id=args.run_id)
+    backend, dist, mode, threads, port = check_request(args, spec)
+    req = RunRequest.from_args(args, spec, book, mode=mode, threads=threads, measure_peak=False)
     check_results_writable(results_file(req))
     folder = Path(tempfile.mkdtemp(prefix="rnnbench-workers-"))
     rows, extra = [], {}
@@ -191,7 +168,7 @@ def cmd_run(args: argparse.Namespace, spec: RunSpec, book: dict) -> int:
         return False
 
     try:
-        outcome = start("run", args, dist, mode, threads, folder).supervise(on_message)
+        outcome = start("run", args, dist, mode, threads, port, folder).supervise(on_message)
     finally:
         progress.close()
     record = worker_record(folder / "rank0") or fallback_record(req, backend, mode, rows, outcome, started,
@@ -203,7 +180,7 @@ def cmd_run(args: argparse.Namespace, spec: RunSpec, book: dict) -> int:
         shutil.rmtree(folder, ignore_errors=True)  # logs are kept when something failed
     else:
         print(f"error: {record['error']}", file=sys.stderr)
-    return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
+    return exit_code(record)
 
 
 def describe_workers(record: dict) -> str:
@@ -246,9 +223,9 @@ def finish_record(record: dict, outcome: Outcome, workers: int, engine: str, thr
 
 def cmd_parity(args: argparse.Namespace, spec: RunSpec) -> int:
     """N workers against one process on the whole batch, and against the numpy reference."""
-    backend, dist, mode, threads = check_request(args, spec)
+    backend, dist, mode, threads, port = check_request(args, spec)
     folder = Path(tempfile.mkdtemp(prefix="rnnbench-parity-"))
-    outcome = start("parity", args, dist, mode, threads, folder).supervise(lambda *a: False)
+    outcome = start("parity", args, dist, mode, threads, port, folder).supervise(lambda *a: False)
     if outcome.status != "ok":
         raise SpecError(f"parity with {args.workers} workers did not finish: {outcome.message}")
     saved = sorted(folder.glob("rank*/parity.npz"))  # the engine's rank 0 (MXNet's scheduler numbers them)
@@ -266,12 +243,13 @@ def cmd_launched_parity(args: argparse.Namespace, spec: RunSpec) -> int:
     mode = check_mode(args.backend, args.mode, DATA_PARALLEL_MODE[args.backend])
     saved = args.launched / "parity.npz"
     if not saved.is_file():
-        raise SpecError(f"{saved} not found: start the workers with `python -m benchmarks.worker parity ...` and "
+        raise SpecError(f"{saved} not found: start the workers with "
+                        f"`python -m benchmarks.parallel.worker parity ...` and "
                         f"{OUT}={args.launched} (README, Across machines), then run this again")
     try:
         got = dict(np.load(saved))
     except (OSError, ValueError, EOFError) as exc:  # numpy's text for a non-npz file would advise unpickling it
-        raise SpecError(f"{saved} is not a parity.npz that `benchmarks.worker parity` wrote "
+        raise SpecError(f"{saved} is not a parity.npz that `benchmarks.parallel.worker parity` wrote "
                         f"({type(exc).__name__}): run the workers again") from None
     backend = load_backend(args.backend, args.threads)
     result = compare(backend, spec, args, mode, got)
@@ -281,7 +259,7 @@ def cmd_launched_parity(args: argparse.Namespace, spec: RunSpec) -> int:
 
 def compare(backend, spec: RunSpec, args, mode: str, got) -> dict:
     """Relative errors of the workers' loss, gradients and stepped parameters."""
-    X, Y, params, batches = parity_inputs(spec, args.data_dir, PARITY_STEPS)
+    X, Y, params, batches = inputs(spec, args.data_dir, PARITY_STEPS)
     single = backend.build(spec, params["dense.b"].shape[0], gpu_of(0, args.device), params, mode)
     loss, grads = single.loss_and_grads(X, Y)
     single.train_epoch(batches)

@@ -16,7 +16,7 @@ import math
 import tomllib
 from pathlib import Path
 
-PRESETS = Path(__file__).resolve().parent / "presets"
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
 SCALING_TAG = "scaling"
 # One size varied at a time around the quick presets' own (batch 32, 35 steps, 2 x 256);
 # the unvaried point (the preset itself) is run once and belongs to every curve.

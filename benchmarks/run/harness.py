@@ -30,7 +30,7 @@ import numpy as np
 from backends import default_threads, load_backend
 from backends.base import Backend, LanguageModel, parse_device
 from backends.heap import heap_settings
-from benchmarks.rounds import Gate, epoch_rounds
+from benchmarks.pipe import Gate, epoch_rounds
 from common import metrics
 from common.batches import eval_splits, train_batches
 from common.corpus import Corpus, load_corpus
@@ -63,7 +63,7 @@ class RunRequest:
     measure_peak: bool = True
     tag: str | None = None  # a study this run belongs to (e.g. "scaling"), stored as the record's `tag`
     campaign: str | None = None  # the campaign id; a run on its own is a campaign of one
-    rounds: int = 1  # slices of the epochs after the warm-up (benchmarks.rounds)
+    rounds: int = 1  # slices of the epochs after the warm-up (benchmarks.pipe)
     gated: bool = False  # wait for the campaign driver's `go` before each round
     contender: str | None = None  # the campaign's name for this process (backend[/mode][@checkout])
     run_id: str | None = None  # chosen by the campaign driver, so it can find the record
@@ -76,6 +76,25 @@ class RunRequest:
     process: tuple[int, int] = (1, 1)  # (k, N): process k of the N that share this contender's rounds
     settings: dict[str, Any] = field(default_factory=dict)  # the campaign's verdict settings (precision, noise)
 
+    @classmethod
+    def from_args(cls, args, spec: RunSpec, book: dict[str, Any], **changes) -> RunRequest:
+        """The request of a `run` command line (`args` from benchmarks.options), for the
+        resolved `spec`; `changes` set the fields its caller decides (a worker's folder,
+        the launcher's mode and threads, one seed of several)."""
+        asked = dict(backend=args.backend, spec=spec, preset=args.preset, book=book, device=args.device,
+                     mode=args.mode, threads=args.threads, data_dir=args.data_dir, results_dir=args.results,
+                     measure_peak=args.peak, tag=args.tag, campaign=args.campaign, rounds=args.rounds,
+                     gated=args.gate, contender=args.contender, run_id=args.run_id)
+        return cls(**{**asked, **changes})
+
+
+EXIT_CODES = {"ok": 0, "interrupted": 130}  # any other status (diverged, error) exits 1
+
+
+def exit_code(record: dict[str, Any]) -> int:
+    """The process's exit code for a finished run's record."""
+    return EXIT_CODES.get(record["status"], 1)
+
 
 @dataclass
 class RunState:
@@ -85,7 +104,7 @@ class RunState:
     status: str = "ok"
     error: str | None = None
     samples: dict[str, str] = field(default_factory=dict)
-    peak_flops: float | None = None  # the plain matmul (the ceiling's choice)
+    peak_flops: float | None = None  # the plain matmul (`a @ b`), recorded as such
     peaks: dict[str, float] = field(default_factory=dict)  # every matmul the framework offers
     vocab_size: int = 0
     test_ppl: float | None = None
@@ -276,9 +295,9 @@ def round_gate(req: RunRequest) -> Gate | None:
 
 def parity_check(backend: Backend, corpus: Corpus, req: RunRequest) -> dict[str, Any]:
     """Loss and gradients of this backend in this mode against the float64 numpy
-    reference, at the preset's shape on its first batch (benchmarks.parity), before
+    reference, at the preset's shape on its first batch (benchmarks.run.parity), before
     anything is timed: a contender that computes something else is never ranked."""
-    from benchmarks import parity
+    from benchmarks.run import parity
 
     X, Y = train_batches(corpus, req.spec, 0)[0]
     result = parity.compare(backend, req.spec, len(corpus.vocab), X, Y, req.device, req.mode)

@@ -12,7 +12,7 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("scipy")
 pytest.importorskip("matplotlib")
 
-from benchmarks.report.workers import display, workers_blocks, workers_table  # noqa: E402
+from benchmarks.report.parallel import display, workers_blocks, workers_table  # noqa: E402
 
 SPEC = {"train": {"batch_size": 32, "num_steps": 35}}
 

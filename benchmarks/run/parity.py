@@ -38,6 +38,14 @@ def reference_params(spec: RunSpec, vocab_size: int):
     return init_params(model, vocab_size, spec.train.seed, spec.train.dtype)
 
 
+def inputs(spec: RunSpec, data_dir: str | None, steps: int):
+    """The first batch, the canonical start and the first `steps` batches: what every
+    side of a data-parallel parity check uses."""
+    corpus = load_corpus(spec.data, data_dir)
+    batches = train_batches(corpus, spec, 0)
+    return batches[0][0], batches[0][1], reference_params(spec, len(corpus.vocab)), batches[:steps]
+
+
 def compare(backend, spec: RunSpec, vocab_size: int, X: np.ndarray, Y: np.ndarray, device: str = "cpu",
             mode: str | None = None, want: tuple | None = None) -> dict:
     """Loss and gradients of `backend` in `mode` on (X, Y) against the float64 reference

@@ -3,7 +3,7 @@ of the time, the way a browser tab, an editor's indexer or a build takes a core 
 then on a user's machine. It shows what a busy machine costs a campaign: which rounds
 are flagged as disturbed, how far the verdict moves, how much precision is lost.
 
-Run as its own process (`python -m benchmarks.noise F`), so it competes with the
+Run as its own process (`python -m benchmarks.campaign.noise F`), so it competes with the
 contenders as any other program would; it stops when its parent (the campaign driver)
 goes away, or on SIGTERM.
 """
@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BURST_S = (0.2, 1.5)  # each burst's length is drawn uniformly from this range
 
 
@@ -41,7 +41,7 @@ def burner(duty: float) -> Iterator[subprocess.Popen | None]:
     if not duty:
         yield None
         return
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.noise", str(duty), str(os.getpid())], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.campaign.noise", str(duty), str(os.getpid())], cwd=REPO,
                             stdin=subprocess.DEVNULL)
     try:
         yield proc

@@ -1,7 +1,8 @@
-"""Rounds: one run's epochs cut into R slices, so a campaign can alternate backends.
+"""The pipe between a campaign's driver and its processes: one run's epochs cut into
+rounds, the `go` a process waits for before each, and the lines it answers with.
 
 A run in a campaign is one process per backend (and preset), started by
-`benchmarks.campaign`. Its first epoch is the warm-up (compilation, allocator growth),
+`benchmarks.campaign.driver`. Its first epoch is the warm-up (compilation, allocator growth),
 run on its own when the process starts; the other epochs are split into `rounds`
 consecutive slices. Between slices the process stops and waits on its standard input
 for the driver's `go`, while the driver lets every other backend train its slice of
