@@ -21,6 +21,17 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmarks.campaign.suites import BACKEND_NAMES, PlanError, plan  # noqa: E402
+from benchmarks.campaign.versions import (  # noqa: E402
+    FRAMEWORK_PACKAGES,
+    constraints_for,
+    contender_key,
+    cuda_packages,
+    parse_versions,
+    requirements,
+    split_key,
+    venv_name,
+)
+from common.errors import SpecError  # noqa: E402
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -139,30 +150,133 @@ def report(session: nox.Session) -> None:
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """One campaign: every backend's venv, then the backends interleaved round by round
-    with the same threads, then REPORT.md (this campaign first) and summary.json."""
+    with the same threads, then REPORT.md (this campaign first) and summary.json.
+    `--versions jax=V1,V2` makes each version of a framework a contender of its own,
+    each in a venv of its own (benchmarks/campaign/versions.py)."""
+    try:
+        versions, posargs = take_versions(session.posargs)
+    except SpecError as exc:
+        session.error(str(exc))
     wanted = BACKENDS
     try:
-        if "--backend" in session.posargs:
-            wanted = [b for b in BACKENDS if plan(b, session.posargs)]
+        if "--backend" in posargs:
+            wanted = [b for b in BACKENDS if plan(b, posargs)]
         else:
-            plan(BACKENDS[0], session.posargs)
+            plan(BACKENDS[0], posargs)
     except PlanError as exc:
         session.error(str(exc))
+    unplanned = sorted(set(versions) - set(wanted))
+    if unplanned:
+        session.error(f"--versions names {', '.join(unplanned)}, which this campaign does not run: "
+                      "drop it from --versions or from --backend")
     shutil.rmtree(REGISTRY, ignore_errors=True)
+    REGISTRY.mkdir(parents=True)
+    for backend, listed in versions.items():
+        for version in listed:
+            prepare_version(session, backend, version)
     for backend in wanted:
         session.notify(f"bench-{backend}", ["--prepare"])
-    session.notify("campaign", session.posargs)
+    session.notify("campaign", posargs)
+
+
+def take_versions(posargs: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """`--versions TEXT` out of the arguments: ({backend: [versions]}, the rest)."""
+    args = list(posargs)
+    if "--versions" not in args:
+        return {}, args
+    i = args.index("--versions")
+    if i + 1 >= len(args):
+        raise SpecError("--versions needs FRAMEWORK=V1,V2, e.g. --versions jax=0.10.1,0.10.2")
+    return parse_versions(args[i + 1]), args[:i] + args[i + 2:]
+
+
+def pinned(backend: str) -> str:
+    """The version constraints/ pins for this framework (its plain bench venv's)."""
+    package = FRAMEWORK_PACKAGES[backend][0]
+    for line in Path(constraints(backend)).read_text().splitlines():
+        if line.startswith(f"{package}=="):
+            return line.split("==", 1)[1].strip()
+    return ""
+
+
+def prepare_version(session: nox.Session, backend: str, version: str) -> None:
+    """Register a venv holding `version` of the framework: the plain venv for the pinned
+    version, else .nox/bench-<backend>-<version>, built with the project's other pins. A
+    version the index does not have is an error; one that would pull CUDA packages, or
+    whose dependencies conflict, is skipped with one line saying why."""
+    key = contender_key(backend, version)
+    if version == pinned(backend):
+        (REGISTRY / key).write_text("@plain")  # the plain venv, registered by bench-<backend> --prepare
+        return
+    venv = Path(".nox") / venv_name(backend, version)
+    python = venv / "bin" / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(venv), external=True, silent=True)
+    pins = venv / "constraints.txt"
+    pins.write_text(constraints_for(backend, Path(constraints(backend)).read_text()))
+    packages = [p for p in PACKAGES[backend] if p not in FRAMEWORK_PACKAGES[backend]]
+    install = [str(python), "-m", "pip", "install", "-q", "-c", str(pins), *requirements(backend, version),
+               *packages, *ENV_TOOLS, *BENCH_TOOLS]
+    why = version_problem(install, backend, version)
+    if why:
+        shutil.rmtree(venv, ignore_errors=True)
+        if why.startswith("error:"):
+            session.error(why[len("error: "):])
+        session.warn(f"{key}: skipped: {why}")
+        return
+    session.run(*install, external=True)
+    (REGISTRY / key).write_text(str(python.absolute()))  # not resolve(): the venv's python is a link
+
+
+def version_problem(install: list[str], backend: str, version: str) -> str:
+    """Why this install cannot be a contender here ("error: ..." for a version that does
+    not exist), from pip's dry run; "" when it can."""
+    import json
+    import subprocess
+
+    dry = subprocess.run([*install[:5], "--dry-run", "--report", "-", *install[5:]], capture_output=True,
+                         text=True)
+    if dry.returncode != 0:
+        if "No matching distribution" in dry.stderr or "from versions:" in dry.stderr:
+            return (f"error: {backend} {version} is not on the package index "
+                    f"({dry.stderr.strip().splitlines()[-1][:200]}); name a version that exists")
+        said = subprocess.run([*install[:4], "--dry-run", *install[5:]], capture_output=True, text=True)
+        cause = [line.strip() for line in (said.stdout + said.stderr).splitlines() if " depends on " in line]
+        return ("pip cannot install it beside the project's other pins ("
+                + (cause[-1] if cause else dry.stderr.strip().splitlines()[-1])[:200] + ")")
+    try:
+        cuda = cuda_packages(json.loads(dry.stdout))
+    except ValueError:
+        cuda = []
+    if cuda:
+        return (f"it would pull {len(cuda)} CUDA packages ({', '.join(cuda[:3])}, ...) of several GB: on this "
+                "index only the pinned version is a CPU wheel")
+    return ""
 
 
 @nox.session(python=PYTHON)
 def campaign(session: nox.Session) -> None:
     """Run by `nox -s bench`: the campaign driver over the registered venvs, then the report."""
     install(session, "report")
-    pythons = [f"--python={b}={(REGISTRY / b).read_text().strip()}" for b in BACKENDS if (REGISTRY / b).is_file()]
+    pythons = registered_pythons()
     if not pythons:
         session.error("no backend venv could be built (see the pip output above); nothing to run")
     session.run("python", "-m", "benchmarks", "campaign", *pythons, *session.posargs, env=data_env(),
                 interrupt_timeout=INTERRUPT_S)
+
+
+def registered_pythons() -> list[str]:
+    """--python arguments for every registered venv: a backend's versions when
+    `--versions` named it (`jax 0.10.1=PATH`), else its plain venv."""
+    entries = {path.name: path.read_text().strip() for path in REGISTRY.glob("*")} if REGISTRY.is_dir() else {}
+    out = []
+    for backend in BACKENDS:
+        versions = [k for k in entries if split_key(k)[0] == backend and split_key(k)[1]]
+        for key in sorted(versions) or ([backend] if backend in entries else []):
+            python = entries.get(backend, "") if entries[key] == "@plain" else entries[key]
+            if python:
+                out.append(f"--python={key}={python}")
+    return out
 
 
 @nox.session(python=PYTHON)

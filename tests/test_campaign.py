@@ -189,7 +189,7 @@ def test_default_suite_runs_every_backend_in_each_track(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--rounds", "0"], "--rounds=0 must be at least 1"),
-    (["--python", "torch=/usr/bin/python3"], "--python names unknown backend(s) torch"),
+    (["--python", "torch=/usr/bin/python3"], "--python names unknown backend 'torch'"),
     (["--python", "pytorch"], "is not BACKEND=PATH"),
     (["--modes", "a,,b"], "has an empty name"),
     (["--modes", ""], "has an empty name"),

@@ -47,6 +47,7 @@ from benchmarks.campaign.suites import (
     suite_processes,
     suite_tracks,
 )
+from benchmarks.campaign.versions import FRAMEWORK_PACKAGES, contender_key, split_key
 from common.errors import RnnbenchError, SpecError
 from common.load import is_disturbed, wait_quiet
 from common.records import check_name, iter_records, new_campaign_id, new_run_id
@@ -65,17 +66,18 @@ class Contender:
     tree: Path = REPO
     workers: int | None = None  # data-parallel workers (`--workers 1,2`); None: a plain run
     twin: bool = False  # a second process of the same contender: the campaign's A/A calibration
+    version: str = ""  # the framework version of its venv when versions are contenders (`jax 0.10.1/tuned`)
 
     @property
     def framework(self) -> str:
-        """Its framework in its checkout: a matmul peak is measured once per framework."""
-        return self.backend + (f"@{self.checkout}" if self.checkout else "")
+        """Its framework (and version) in its checkout: a matmul peak is measured once per framework."""
+        return contender_key(self.backend, self.version) + (f"@{self.checkout}" if self.checkout else "")
 
     @property
     def original(self) -> str:
         """The label of the contender this one is (for a twin: the one it copies)."""
-        return (self.backend + (f"/{self.mode}" if self.mode else "") + (f"@{self.checkout}" if self.checkout else "")
-                + (f" x{self.workers}" if self.workers else ""))
+        return (contender_key(self.backend, self.version) + (f"/{self.mode}" if self.mode else "")
+                + (f"@{self.checkout}" if self.checkout else "") + (f" x{self.workers}" if self.workers else ""))
 
     @property
     def label(self) -> str:
@@ -477,14 +479,7 @@ def contenders_from(opts: argparse.Namespace, rest: list[str] = ()) -> list[Cont
     """--python BACKEND=PATH (default: every backend with this Python), --modes (default:
     the suite's tracks, see suites.SUITE_TRACKS, else each backend's default; with
     --workers, each backend's data-parallel mode), --checkout, --workers."""
-    pythons = dict(_pairs(opts.python, "--python", "BACKEND=PATH")) or {b: sys.executable for b in BACKENDS}
-    unknown = sorted(set(pythons) - set(BACKENDS))
-    if unknown:
-        raise SpecError(f"--python names unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
-    for backend, python in pythons.items():
-        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-            raise SpecError(f"--python {backend}={python}: no such executable; give that backend's venv Python, "
-                            f"e.g. .nox/bench-{backend}/bin/python (made by `nox -s bench`)")
+    pythons = python_table(opts.python)
     modes = [m.strip() for m in opts.modes.split(",")] if opts.modes is not None else [None]
     if opts.modes is None and opts.workers is None and suite_tracks(list(rest)):
         modes = list(suite_tracks(list(rest)))
@@ -496,9 +491,41 @@ def contenders_from(opts: argparse.Namespace, rest: list[str] = ()) -> list[Cont
             raise SpecError(f"--checkout {name}={tree} is not an rnnbench checkout with campaigns "
                             "(no benchmarks/pipe.py, called rounds.py before); give a checkout of this "
                             "version or later")
-    return [Contender(b, py, m or (DATA_PARALLEL_MODE[b] if w else None), name, tree, w)
-            for name, tree in trees for b, py in pythons.items() for m in modes if has_track(b, m)
+    return [Contender(b, py, m or (DATA_PARALLEL_MODE[b] if w else None), name, tree, w, version=v)
+            for name, tree in trees for (b, v), py in pythons.items() for m in modes if has_track(b, m)
             for w in worker_counts(opts.workers)]
+
+
+def python_table(values: list[str]) -> dict[tuple[str, str], str]:
+    """--python BACKEND[ VERSION]=PATH, repeatable -> {(backend, version): python}
+    (default: every backend with this Python). A version in the key makes that venv a
+    contender of its own (`jax 0.10.1/tuned`); the venv must hold that version."""
+    if not values:
+        return {(b, ""): sys.executable for b in BACKENDS}
+    table: dict[tuple[str, str], str] = {}
+    for key, python in _pairs(values, "--python", "BACKEND=PATH or 'BACKEND VERSION=PATH'"):
+        backend, version = split_key(key)
+        if backend not in BACKENDS:
+            raise SpecError(f"--python names unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if (backend, version) in table:
+            raise SpecError(f"--python names {key} twice: give each backend (and version) one Python")
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            raise SpecError(f"--python {key}={python}: no such executable; give that backend's venv Python, "
+                            f"e.g. .nox/bench-{backend}/bin/python (made by `nox -s bench`)")
+        if version:
+            check_version(backend, version, python)
+        table[(backend, version)] = python
+    return table
+
+
+def check_version(backend: str, version: str, python: str) -> None:
+    """The venv holds the version its contender is named for (a local build's `+cpu` aside)."""
+    package = FRAMEWORK_PACKAGES[backend][0]
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    found = subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.strip()
+    if found.split("+")[0] != version:
+        raise SpecError(f"--python '{backend} {version}={python}': that Python has {package} "
+                        f"{found or '(none)'}, not {version}; give the venv of that version")
 
 
 def worker_counts(text: str | None) -> list[int | None]:
@@ -531,7 +558,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--rounds", type=int, default=None,
                    help="rounds per preset (default: the suite's, see benchmarks/campaign/suites.py)")
     p.add_argument("--python", action="append", default=[], metavar="BACKEND=PATH",
-                   help="the Python (venv) that runs a backend; repeat per backend (default: this one, all)")
+                   help="the Python (venv) that runs a backend; repeat per backend (default: this one, all). "
+                        "'BACKEND VERSION=PATH' makes that venv a contender of its own, named for its framework "
+                        "version (`nox -s bench -- --versions jax=V1,V2` builds them)")
     p.add_argument("--modes", default=None, metavar="M1,M2", help="run each backend in these modes, as contenders")
     p.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
                    help="also run every contender from another checkout (an A/B of code versions)")

@@ -278,9 +278,14 @@ FRAMEWORK = {"pytorch": "PyTorch", "mxnet": "MXNet", "jax": "JAX"}
 
 
 def contender_name(row: pd.Series) -> str:
-    """PyTorch `eager` (with its checkout, if another one)."""
-    checkout = row["contender"].split("@", 1)[1] if "@" in row["contender"] else ""
-    return f"{FRAMEWORK.get(row['backend'], row['backend'])} `{row['mode']}`" + (f"@{checkout}" if checkout else "")
+    """PyTorch `eager` (with its framework version when versions are contenders, and its
+    checkout if another one): `JAX 0.10.1 `wavefront``."""
+    label = row["contender"]
+    checkout = label.split("@", 1)[1] if "@" in label else ""
+    first = label.split("/", 1)[0].split("@", 1)[0]
+    version = first.split(" ", 1)[1] if first.startswith(row["backend"] + " ") else ""
+    return (f"{FRAMEWORK.get(row['backend'], row['backend'])}" + (f" {version}" if version else "")
+            + f" `{row['mode']}`" + (f"@{checkout}" if checkout else ""))
 
 
 def answer(rows: pd.DataFrame) -> str:
