@@ -6,6 +6,7 @@ import argparse
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from benchmarks.campaign.driver import contenders_from
@@ -82,3 +83,28 @@ def test_the_reports_sentence_names_the_version():
     assert contender_name(row) == "JAX 0.10.1 `wavefront`"
     assert contender_name(pd.Series({"contender": "pytorch/tuned@before", "backend": "pytorch",
                                      "mode": "eager"})) == "PyTorch `eager`@before"
+
+
+def _version_records(tmp_path, old_rates, new_rates):
+    from tests.fake_records import record, write
+
+    old = record("jax", "c-versions", old_rates, track="tuned")
+    new = record("jax", "c-versions", new_rates, track="tuned")
+    for r, version in ((old, "0.10.1"), (new, "0.10.2")):
+        r["campaign"]["contender"] = f"jax {version}/tuned"
+        r["run_id"] += "-" + version
+    return write(tmp_path / "runs", old, new)
+
+
+@pytest.mark.parametrize("slower, says", [(0.88, "jax 0.10.1 over jax 0.10.2: wavefront 0.88×"), (1.0, "tie")])
+def test_the_report_pairs_each_older_version_with_the_newest(tmp_path, slower, says):
+    pytest.importorskip("pandas")
+    pytest.importorskip("scipy")
+    from benchmarks.cli import main
+
+    rng = np.random.default_rng(3)
+    base = 20000 * np.exp(rng.normal(0, 0.01, 20))
+    folder = _version_records(tmp_path, list(base * slower * np.exp(rng.normal(0, 0.005, 20))), list(base))
+    assert main(["report", "--results", str(folder), "--out", str(tmp_path / "out")]) == 0
+    line = next(x for x in (tmp_path / "out" / "REPORT.md").read_text().splitlines() if x.startswith("versions,"))
+    assert says in line and line.endswith("slower" if slower < 1 else "tie"), line

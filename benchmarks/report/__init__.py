@@ -112,7 +112,8 @@ def _headline_blocks(runs: pd.DataFrame, lead: str | None, out_dir: Path) -> lis
                 blocks += [("img", forest[gid].relative_to(out_dir).as_posix(), f"{gid} verdict")]
             blocks += [("table", fmt.headline(group))]
             speedups = fmt.speedups(tables.track_speedups(group))
-            blocks += [("p", speedups)] if speedups else []
+            changes = fmt.version_changes(group)
+            blocks += [("p", line) for line in (speedups, changes) if line]
         blocks += [("p", fmt.campaign_heading(runs, cid))]
     return blocks + [("p", HOW_TO_READ), ("p", TRACKS_TEXT), ("p", METHOD)]
 
@@ -353,7 +354,7 @@ def campaign_report(results: Path, out: Path, campaign: str) -> str:
         lines += [""] + [x.replace("`", "").replace("**", "") for x in sentences if x]
         lines += [tabulate(table, headers="keys", showindex=False, disable_numparse=True)]
         speedups = fmt.speedups(tables.track_speedups(group))
-        lines += [speedups] if speedups else []
+        lines += [line for line in (speedups, fmt.version_changes(group)) if line]
     wrote = f"wrote {path} and {out / 'summary.json'}" if len(mine) else f"wrote {path} (scaling runs: section 5)"
     return "\n".join(lines + ["", wrote])
 

@@ -330,6 +330,18 @@ def calibration(rows: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def version_changes(rows: pd.DataFrame) -> str:
+    """Older framework versions against the newest, paired per round, one line ('' when
+    versions were not contenders): `jax 0.10.1 over jax 0.10.2: wavefront 0.96× [0.91, 0.99] slower`."""
+    if "version_ratio" not in rows:
+        return ""
+    mine = rows[rows["version_ratio"].notna()]
+    parts = [f"{r['contender'].split('/', 1)[0]} over {r['version_base']}: {r['mode']} {r['version_ratio']:.2f}× "
+             f"[{r['version_ratio_lo']:.2f}, {r['version_ratio_hi']:.2f}] {r['version_verdict']}"
+             for _, r in mine.iterrows()]
+    return ("versions, paired per round: " + "; ".join(parts)) if parts else ""
+
+
 def speedups(found: dict[str, float]) -> str:
     """`out-of-box → tuned` per backend, one line ('' when no backend ran both)."""
     if not found:

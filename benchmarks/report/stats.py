@@ -26,6 +26,7 @@ says why these and not a mean with a t interval.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -298,7 +299,7 @@ def group_verdicts(rows: pd.DataFrame, rates: pd.DataFrame, min_effect: float = 
         others = [called[i] for i in eligible if i != best]
         called[best] = "fastest" if all(v == "slower" for v in others) else "tie"
         out["verdict" + suffix] = [called[i] for i in out.index]
-    return _with_twins(out, series, min_effect)
+    return _with_versions(_with_twins(out, series, min_effect), series, min_effect)
 
 
 def _fastest(eligible: list, tok_s: pd.Series, series: dict) -> object:
@@ -359,6 +360,37 @@ def _with_twins(out: pd.DataFrame, series: dict, min_effect: float) -> pd.DataFr
         ratio, lo, hi, _ = paired_ratio(series[i], series[j])
         out.loc[i, ["twin_ratio", "twin_ratio_lo", "twin_ratio_hi"]] = [ratio, lo, hi]
         out.at[i, "calibration"] = call(ratio, lo, hi, min_effect, ("slower", "tie", "faster"))
+    return out
+
+
+VERSION_COLUMNS = ("version_base", "version_ratio", "version_ratio_lo", "version_ratio_hi", "version_verdict")
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(x) if x.isdigit() else -1 for x in re.split(r"[.+!-]", version))
+
+
+def _with_versions(out: pd.DataFrame, series: dict, min_effect: float) -> pd.DataFrame:
+    """Where framework versions are contenders (`jax 0.10.1/tuned` beside `jax
+    0.10.2/tuned`): each older version's paired ratio to the newest one of the same
+    mode, with its interval and the ranking rule's word (`slower`, `tie`, `faster`)."""
+    for name in VERSION_COLUMNS:
+        out[name] = None if name in ("version_base", "version_verdict") else math.nan
+    same: dict[tuple[str, str], list[tuple[str, object]]] = {}
+    for i, label in out["contender"].astype(str).items():
+        first, _, rest = label.partition("/")
+        backend, _, version = first.partition(" ")
+        if version and not out.at[i, "twin"]:
+            same.setdefault((backend, rest), []).append((version, i))
+    for (backend, _), found in same.items():
+        newest, j = max(found, key=lambda vi: _version_key(vi[0]))
+        for _, i in found:
+            if i == j:
+                continue
+            ratio, lo, hi, _ = paired_ratio(series[i], series[j])
+            out.loc[i, ["version_ratio", "version_ratio_lo", "version_ratio_hi"]] = [ratio, lo, hi]
+            out.at[i, "version_base"] = f"{backend} {newest}"
+            out.at[i, "version_verdict"] = call(ratio, lo, hi, min_effect, ("slower", "tie", "faster"))
     return out
 
 

@@ -421,11 +421,13 @@ def with_seeds(rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def track_speedups(rows: pd.DataFrame) -> dict[str, float]:
-    """One preset group's headline rows -> backend: its tuned over its out-of-box
-    tokens/sec (median over rounds), for the backends that ran both, ok."""
+    """One preset group's headline rows -> backend (with its version, when versions are
+    contenders): its tuned over its out-of-box tokens/sec (median over rounds), for
+    those that ran both, ok."""
     ok = rows[rows["status"].eq("ok")]
     out = {}
-    for backend, mine in ok.groupby("backend", sort=False):
+    framework = ok["contender"].astype(str).str.split("/").str[0].str.split("@").str[0]
+    for backend, mine in ok.groupby(framework, sort=False):
         by_track = mine.groupby("track")["tok_s"].max()
         if {"tuned", "out-of-box"} <= set(by_track.index):
             out[backend] = float(by_track["tuned"] / by_track["out-of-box"])
