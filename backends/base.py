@@ -327,6 +327,15 @@ class Backend(ABC):
         """A GPU's model name; None for the CPU (the harness reads the CPU model)."""
         return None
 
+    def device_memory(self, device: str) -> tuple[float, float] | None:
+        """(MiB now, peak MiB since `reset_device_peak`) of the framework's own allocator
+        on a GPU; None on the CPU (its memory is the process's, measured by common.rss)
+        or where the framework does not say."""
+        return None
+
+    def reset_device_peak(self, device: str) -> None:  # noqa: B027 - optional: most devices keep no peak
+        """Start the device's peak over, where the framework can (before training)."""
+
     @property
     def mode_table(self) -> Mapping[str, ModeInfo]:
         """The backend's `MODES` table (mode name -> its frozen `Mode` row)."""

@@ -83,3 +83,35 @@ def test_summary_and_headline_carry_peak_memory_and_the_ratio_to_the_leanest(tmp
     assert rows["jax"]["peak_mem_mb"] == 600.0 and rows["jax"]["mem_scope"] == "process"
     page = (tmp_path / "out" / "REPORT.md").read_text()
     assert "peak MiB (vs leanest)" in page and "480 (1.60×)" in page
+
+
+def test_a_gpus_own_peak_is_recorded_and_shown_only_where_one_ran(tmp_path):
+    """Backend.device_memory read after every epoch (a stand-in for a GPU's allocator, since
+    these machines have none): the record's peak is the largest seen, the start the first
+    reading; summary.json carries `peak_device_mem_mb`, and the headline gets its column
+    only when some row has one."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("scipy")
+    pytest.importorskip("matplotlib")
+    from benchmarks.report import build_report
+    from benchmarks.run.harness import DeviceMemory
+    from tests.fake_records import record, write
+
+    readings = iter([(100.0, 100.0), (250.0, 400.0), (240.0, 380.0)])
+    device = DeviceMemory(lambda: next(readings))
+    for _ in range(3):
+        device.sample()
+    assert device.fields() == {"train_peak_device_mib": 400.0, "device_start_mib": 100.0}
+    cpu = DeviceMemory(lambda: None)
+    cpu.sample()
+    assert cpu.fields() == {"train_peak_device_mib": None, "device_start_mib": None}
+
+    rates = [50_000, 51_000, 49_000, 50_500, 50_200, 49_800]
+    gpu, host = record("pytorch", "c1", rates), record("mxnet", "c1", rates)
+    gpu["summary"].update(device.fields())
+    build_report(write(tmp_path / "runs", gpu, host), tmp_path / "out")
+    rows = {r["backend"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]}
+    assert rows["pytorch"]["peak_device_mem_mb"] == 400.0 and rows["mxnet"]["peak_device_mem_mb"] is None
+    assert "device peak MiB" in (tmp_path / "out" / "REPORT.md").read_text()
+    build_report(write(tmp_path / "cpu", record("jax", "c2", rates)), tmp_path / "cpu-out")
+    assert "device peak MiB" not in (tmp_path / "cpu-out" / "REPORT.md").read_text()

@@ -95,6 +95,16 @@ class JaxBackend(Backend):
         dev = parse_device(device)
         return self._device(dev).device_kind if dev.kind == "gpu" else None
 
+    def device_memory(self, device: str) -> tuple[float, float] | None:
+        """XLA's allocator statistics on a GPU (its peak is the process's: there is no reset)."""
+        dev = parse_device(device)
+        if dev.kind != "gpu":
+            return None
+        stats = self._device(dev).memory_stats() or {}
+        if "peak_bytes_in_use" not in stats:
+            return None
+        return stats.get("bytes_in_use", 0) / 2**20, stats["peak_bytes_in_use"] / 2**20
+
     def _device(self, dev) -> jax.Device:
         require_device(dev, self.devices(), self.framework)
         return jax.devices("cpu")[0] if dev.kind == "cpu" else _gpus()[dev.index]

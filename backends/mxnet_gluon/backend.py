@@ -110,6 +110,16 @@ class MXNetBackend(base.Backend):
     def device_name(self, device: str) -> str | None:
         return None  # MXNet has no API for a GPU's model name; the CPU model is read by the harness
 
+    def device_memory(self, device: str) -> tuple[float, float] | None:
+        """The GPU's memory in use (`mx.context.gpu_memory_info`: the whole device's, not
+        only this process's; MXNet keeps no peak, so the harness's samples make one)."""
+        dev = base.parse_device(device)
+        if dev.kind != "gpu":
+            return None
+        free, total = mx.context.gpu_memory_info(dev.index)
+        used = (total - free) / 2**20
+        return used, used
+
     def _build(self, spec: RunSpec, vocab_size: int, device: base.Device, params: Params | None,
                mode: str) -> base.LanguageModel:
         model_class = BookModel if MODES[mode].book else GluonModel

@@ -53,6 +53,18 @@ class TorchBackend(Backend):
     def set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)
 
+    def device_memory(self, device: str) -> tuple[float, float] | None:
+        dev = parse_device(device)
+        if dev.kind != "gpu":
+            return None
+        cuda = torch.device("cuda", dev.index)
+        return torch.cuda.memory_allocated(cuda) / 2**20, torch.cuda.max_memory_allocated(cuda) / 2**20
+
+    def reset_device_peak(self, device: str) -> None:
+        dev = parse_device(device)
+        if dev.kind == "gpu":
+            torch.cuda.reset_peak_memory_stats(torch.device("cuda", dev.index))
+
     def environment(self) -> dict:
         cuda = torch.cuda.is_available()
         return {

@@ -242,10 +242,12 @@ def memory_of(summary: dict) -> dict:
     peak for records written before it was kept (`mem_scope` says which);
     `mem_increase_mb`: what training added over its start."""
     train, start = _num(summary.get("train_peak_rss_mb")), _num(summary.get("rss_start_mb"))
+    device = {"peak_device_mem_mb": _num(summary.get("train_peak_device_mib"))}  # a GPU's allocator; NaN on the CPU
     if math.isnan(train):
-        return {"peak_mem_mb": _num(summary.get("peak_rss_mb")), "mem_increase_mb": math.nan, "mem_scope": "process"}
+        return {"peak_mem_mb": _num(summary.get("peak_rss_mb")), "mem_increase_mb": math.nan, "mem_scope": "process",
+                **device}
     scope = summary.get("peak_scope") if summary.get("peak_scope") in ("training", "process") else "process"
-    return {"peak_mem_mb": train, "mem_increase_mb": train - start, "mem_scope": scope}
+    return {"peak_mem_mb": train, "mem_increase_mb": train - start, "mem_scope": scope, **device}
 
 
 def pick_rows(runs: pd.DataFrame, keys: list[str] = ROW_KEYS, prefer: tuple[str, ...] = ()) -> pd.DataFrame:

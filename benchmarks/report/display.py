@@ -241,6 +241,13 @@ def memory(peak: Any, vs_leanest: Any) -> str:
     return f"{peak:,.0f}" + ("" if _bad(vs_leanest) else f" ({vs_leanest:.2f}×)")
 
 
+def _device_memory(rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """`device peak MiB`: a GPU's own allocator peak, only where some row ran on one."""
+    if "peak_device_mem_mb" not in rows or rows["peak_device_mem_mb"].isna().all():
+        return {}
+    return {"device peak MiB": rows["peak_device_mem_mb"].map(lambda v: DASH if _bad(v) else f"{v:,.0f}")}
+
+
 def headline(rows: pd.DataFrame) -> pd.DataFrame:
     """The headline table of one preset, as strings."""
     return pd.DataFrame({
@@ -257,6 +264,7 @@ def headline(rows: pd.DataFrame) -> pd.DataFrame:
         "utilisation": rows["utilisation"].map(share),
         "peak MiB (vs leanest)": [memory(m, r) for m, r in zip(rows["peak_mem_mb"], rows["mem_vs_leanest"],
                                                                 strict=True)],
+        **_device_memory(rows),
         "warm-up s": rows["warmup_s"].map(secs),
         "final ppl": rows["final_ppl"].map(ppl),
         "target": [target(t, ok) for t, ok in zip(rows["target"], rows["reached_target"], strict=True)],

@@ -346,7 +346,7 @@ SUMMARY_FIELDS = ["preset", "backend", "mode", "track", "contender", "threads", 
                   "tok_s_own_ci", "rounds", "ratio_to_fastest", "ratio_ci", "verdict", "rounds_paired",
                   "disturbed_rounds", "load_slope", "ratio_all", "ratio_all_ci", "verdict_all", "twin", "parity",
                   "utilisation", "utilisation_flag", "peak_mem_mb", "mem_increase_mb", "mem_vs_leanest", "mem_scope",
-                  "final_ppl", "metric", "target_ppl", "reached_target", "status"]
+                  "peak_device_mem_mb", "final_ppl", "metric", "target_ppl", "reached_target", "status"]
 
 
 def campaigns_by_time(runs: pd.DataFrame) -> list[str]:
@@ -520,6 +520,7 @@ def _summary_row(r: pd.Series) -> dict:
            "utilisation_flag": "over 100% of the ceiling: measurement error" if _over(r["utilisation"]) else None,
            "peak_mem_mb": r["peak_mem_mb"], "mem_increase_mb": r["mem_increase_mb"],
            "mem_vs_leanest": r["mem_vs_leanest"], "mem_scope": r["mem_scope"],
+           "peak_device_mem_mb": r.get("peak_device_mem_mb"),
            "final_ppl": r["final_ppl"],
            "metric": r["metric"], "target_ppl": r["target"], "reached_target": r["reached_target"],
            "status": r["status"]}

@@ -97,6 +97,28 @@ def exit_code(record: dict[str, Any]) -> int:
 
 
 @dataclass
+class DeviceMemory:
+    """The framework's own allocator on a GPU over training (Backend.device_memory):
+    its level when training starts and its peak since, read after every epoch. On the
+    CPU the framework says nothing and the fields stay None."""
+
+    read: Callable[[], tuple[float, float] | None]
+    start_mib: float | None = None
+    peak_mib: float | None = None
+
+    def sample(self) -> None:
+        got = self.read()
+        if got is None:
+            return
+        now, peak = got
+        self.start_mib = now if self.start_mib is None else self.start_mib
+        self.peak_mib = max(now, peak, self.peak_mib or 0.0)
+
+    def fields(self) -> dict[str, float | None]:
+        return {"train_peak_device_mib": self.peak_mib, "device_start_mib": self.start_mib}
+
+
+@dataclass
 class RunState:
     """What a run has produced so far; turned into a record at any stop."""
 
@@ -113,6 +135,7 @@ class RunState:
     parity: dict[str, Any] | None = None  # the pre-timing check against the numpy reference
     loads: dict[int, dict] = field(default_factory=dict)  # per round: CPU others took (common.load)
     memory: Watermark | None = None  # resident memory from the first epoch on (common.rss)
+    device: DeviceMemory | None = None  # a GPU's allocator over training (None: not asked)
 
 
 def results_file(req: RunRequest) -> Path:
@@ -151,6 +174,9 @@ def run(req: RunRequest, on_epoch: Callable[[dict], None] = lambda e: None) -> d
             state.parity = parity_check(backend, corpus, req) if req.parity else None
             state.peaks = measure_peaks(backend, req.device) if req.measure_peak else {}
             state.peak_flops = state.peaks.get("plain")
+            backend.reset_device_peak(req.device)
+            state.device = DeviceMemory(lambda: backend.device_memory(req.device))
+            state.device.sample()
             train(model, corpus, req.spec, held_out.get("valid"), state, on_epoch, gate)
             if state.status == "ok":
                 state.test_ppl = evaluate_split(model, held_out.get("test"))
@@ -335,6 +361,8 @@ def train(model: LanguageModel, corpus: Corpus, spec: RunSpec, valid, state: Run
             val = model.evaluate(valid)
             row["val_ppl"] = perplexity(val.loss_sum, val.tokens)
         state.epochs.append(row)
+        if state.device is not None:
+            state.device.sample()
         on_epoch(row)
         if not math.isfinite(row["train_ppl"]):
             state.status = "diverged"
@@ -463,7 +491,8 @@ def write_record(req: RunRequest, backend: Backend, model: LanguageModel, state:
     summary = summarise(state.epochs, req.book, sum(e["seconds"] for e in state.epochs), state.test_ppl,
                         state.val_stream_ppl)
     summary.update(wall_s=time.perf_counter() - started, peak_rss_mb=process_peak_mib(),
-                   **(state.memory.fields() if state.memory is not None else {}))
+                   **(state.memory.fields() if state.memory is not None else {}),
+                   **(state.device.fields() if state.device is not None else {}))
     summary.update(utilisation(req.spec, state.vocab_size, summary["tok_s_median"], state.peak_flops))
     summary.update(peak_flops_own=max(state.peaks.values()) if state.peaks else None, peaks=state.peaks)
     record = {

@@ -179,3 +179,14 @@ def test_epoch_is_synchronised(backend):
     tic = time.perf_counter()
     model.get_params()
     assert time.perf_counter() - tic < epoch / 4
+
+
+def test_device_memory_is_the_gpus_and_nothing_on_the_cpu(backend):
+    """Backend.device_memory: None on the CPU (its memory is the process's, common.rss);
+    on a GPU where one exists, (now, peak) MiB with the peak at least the level."""
+    assert backend.device_memory("cpu") is None
+    backend.reset_device_peak("cpu")  # a no-op on the CPU, never an error
+    gpus = [d for d in backend.devices() if d.startswith("gpu")]
+    if gpus:
+        got = backend.device_memory(gpus[0])
+        assert got is None or (got[0] >= 0 and got[1] >= got[0] - 1e-6), got
