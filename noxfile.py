@@ -25,11 +25,11 @@ from benchmarks.campaign.versions import (  # noqa: E402
     FRAMEWORK_PACKAGES,
     constraints_for,
     contender_key,
-    cuda_packages,
     parse_versions,
     requirements,
     split_key,
     venv_name,
+    version_problem,
 )
 from common.errors import SpecError  # noqa: E402
 
@@ -227,31 +227,6 @@ def prepare_version(session: nox.Session, backend: str, version: str) -> None:
     session.run(*install, external=True)
     (REGISTRY / key).write_text(str(python.absolute()))  # not resolve(): the venv's python is a link
 
-
-def version_problem(install: list[str], backend: str, version: str) -> str:
-    """Why this install cannot be a contender here ("error: ..." for a version that does
-    not exist), from pip's dry run; "" when it can."""
-    import json
-    import subprocess
-
-    dry = subprocess.run([*install[:5], "--dry-run", "--report", "-", *install[5:]], capture_output=True,
-                         text=True)
-    if dry.returncode != 0:
-        if "No matching distribution" in dry.stderr or "from versions:" in dry.stderr:
-            return (f"error: {backend} {version} is not on the package index "
-                    f"({dry.stderr.strip().splitlines()[-1][:200]}); name a version that exists")
-        said = subprocess.run([*install[:4], "--dry-run", *install[5:]], capture_output=True, text=True)
-        cause = [line.strip() for line in (said.stdout + said.stderr).splitlines() if " depends on " in line]
-        return ("pip cannot install it beside the project's other pins ("
-                + (cause[-1] if cause else dry.stderr.strip().splitlines()[-1])[:200] + ")")
-    try:
-        cuda = cuda_packages(json.loads(dry.stdout))
-    except ValueError:
-        cuda = []
-    if cuda:
-        return (f"it would pull {len(cuda)} CUDA packages ({', '.join(cuda[:3])}, ...) of several GB: on this "
-                "index only the pinned version is a CPU wheel")
-    return ""
 
 
 @nox.session(python=PYTHON)

@@ -108,3 +108,32 @@ def test_the_report_pairs_each_older_version_with_the_newest(tmp_path, slower, s
     assert main(["report", "--results", str(folder), "--out", str(tmp_path / "out")]) == 0
     line = next(x for x in (tmp_path / "out" / "REPORT.md").read_text().splitlines() if x.startswith("versions,"))
     assert says in line and line.endswith("slower" if slower < 1 else "tie"), line
+
+
+FAKE_PIP = r"""#!/bin/sh
+# a stand-in for `python -m pip install --dry-run ...`, answering by the version asked for
+case "$*" in
+  *jax==9.9.9*) echo "ERROR: No matching distribution found for jax==9.9.9" >&2; exit 1 ;;
+  *jax==0.9.2*--report*|*--report*jax==0.9.2*) echo "ERROR: ResolutionImpossible: see the docs" >&2; exit 1 ;;
+  *jax==0.9.2*) echo "    flax 0.12.8 depends on jax>=0.10.0"; exit 1 ;;
+  *torch==2.12.0*) echo '{"install": [{"metadata": {"name": "torch"}}, {"metadata": {"name": "nvidia-cudnn-cu12"}}]}' ;;
+  *) echo '{"install": [{"metadata": {"name": "jax"}}]}' ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("backend, version, says", [
+    ("jax", "9.9.9", "error: jax 9.9.9 is not on the package index (ERROR: No matching distribution found for "
+                     "jax==9.9.9); name a version that exists"),
+    ("jax", "0.9.2", "pip cannot install it beside the project's other pins (flax 0.12.8 depends on jax>=0.10.0)"),
+    ("pytorch", "2.12.0", "it would pull 1 CUDA packages (nvidia-cudnn-cu12, ...) of several GB"),
+    ("jax", "0.10.1", ""),
+])
+def test_pips_dry_run_decides_what_a_version_is(tmp_path, backend, version, says):
+    from benchmarks.campaign.versions import version_problem
+
+    pip = fake_python(tmp_path, "pip", "x")
+    (tmp_path / "pip").write_text(FAKE_PIP)
+    install = [pip, "-m", "pip", "install", "-q", "-c", "pins.txt", *requirements(backend, version)]
+    assert version_problem(install, backend, version).startswith(says) if says else \
+        version_problem(install, backend, version) == ""

@@ -10,7 +10,9 @@ less the framework's own). The noxfile builds the venvs; the campaign driver rea
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 
 from common.errors import SpecError
 
@@ -79,3 +81,26 @@ def cuda_packages(report: dict) -> list[str]:
     (a torch wheel other than the CPU one here brings several GB of them)."""
     names = [item.get("metadata", {}).get("name", "") for item in report.get("install", [])]
     return sorted(n for n in names if n.lower().startswith(("nvidia-", "cuda-")) or n.lower() == "triton")
+
+
+def version_problem(install: list[str], backend: str, version: str) -> str:
+    """Why this install cannot be a contender here ("error: ..." for a version that does
+    not exist), from pip's dry run; "" when it can."""
+    dry = subprocess.run([*install[:5], "--dry-run", "--report", "-", *install[5:]], capture_output=True,
+                         text=True)
+    if dry.returncode != 0:
+        if "No matching distribution" in dry.stderr or "from versions:" in dry.stderr:
+            return (f"error: {backend} {version} is not on the package index "
+                    f"({dry.stderr.strip().splitlines()[-1][:200]}); name a version that exists")
+        said = subprocess.run([*install[:4], "--dry-run", *install[5:]], capture_output=True, text=True)
+        cause = [line.strip() for line in (said.stdout + said.stderr).splitlines() if " depends on " in line]
+        return ("pip cannot install it beside the project's other pins ("
+                + (cause[-1] if cause else dry.stderr.strip().splitlines()[-1])[:200] + ")")
+    try:
+        cuda = cuda_packages(json.loads(dry.stdout))
+    except ValueError:
+        cuda = []
+    if cuda:
+        return (f"it would pull {len(cuda)} CUDA packages ({', '.join(cuda[:3])}, ...) of several GB: on this "
+                "index only the pinned version is a CPU wheel")
+    return ""
