@@ -217,11 +217,13 @@ def prepare_version(session: nox.Session, backend: str, version: str) -> None:
     packages = [p for p in PACKAGES[backend] if p not in FRAMEWORK_PACKAGES[backend]]
     install = [str(python), "-m", "pip", "install", "-q", "-c", str(pins), *requirements(backend, version),
                *packages, *ENV_TOOLS, *BENCH_TOOLS]
-    why = version_problem(install, backend, version)
+    try:
+        why = version_problem(install, backend, version)
+    except SpecError as exc:
+        shutil.rmtree(venv, ignore_errors=True)
+        session.error(str(exc))
     if why:
         shutil.rmtree(venv, ignore_errors=True)
-        if why.startswith("error:"):
-            session.error(why[len("error: "):])
         session.warn(f"{key}: skipped: {why}")
         return
     session.run(*install, external=True)

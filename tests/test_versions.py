@@ -3,7 +3,6 @@ line; each version's venv named and constrained; a venv labelled with a version 
 hold it; the contender's name carries the version into the report's sentence."""
 
 import argparse
-import os
 import stat
 
 import numpy as np
@@ -72,7 +71,6 @@ def test_a_venv_that_does_not_hold_its_version_is_refused(tmp_path):
         contenders_from(options([f"jax 0.9.2={wrong}"]))
     with pytest.raises(SpecError, match="names jax 0.10.2 twice"):
         contenders_from(options([f"jax 0.10.2={wrong}", f"jax 0.10.2={wrong}"]))
-    assert os.access(wrong, os.X_OK)
 
 
 def test_the_reports_sentence_names_the_version():
@@ -123,8 +121,6 @@ esac
 
 
 @pytest.mark.parametrize("backend, version, says", [
-    ("jax", "9.9.9", "error: jax 9.9.9 is not on the package index (ERROR: No matching distribution found for "
-                     "jax==9.9.9); name a version that exists"),
     ("jax", "0.9.2", "pip cannot install it beside the project's other pins (flax 0.12.8 depends on jax>=0.10.0)"),
     ("pytorch", "2.12.0", "it would pull 1 CUDA packages (nvidia-cudnn-cu12, ...) of several GB"),
     ("jax", "0.10.1", ""),
@@ -137,3 +133,14 @@ def test_pips_dry_run_decides_what_a_version_is(tmp_path, backend, version, says
     install = [pip, "-m", "pip", "install", "-q", "-c", "pins.txt", *requirements(backend, version)]
     assert version_problem(install, backend, version).startswith(says) if says else \
         version_problem(install, backend, version) == ""
+
+
+def test_a_version_the_index_lacks_is_an_error_naming_the_fix(tmp_path):
+    from benchmarks.campaign.versions import version_problem
+
+    pip = fake_python(tmp_path, "pip", "x")
+    (tmp_path / "pip").write_text(FAKE_PIP)
+    with pytest.raises(SpecError, match=r"^jax 9.9.9 is not on the package index \(ERROR: No matching distribution "
+                                        r"found for jax==9.9.9\); name a version that exists$"):
+        version_problem([pip, "-m", "pip", "install", "-q", "-c", "pins.txt", *requirements("jax", "9.9.9")],
+                        "jax", "9.9.9")

@@ -84,14 +84,14 @@ def cuda_packages(report: dict) -> list[str]:
 
 
 def version_problem(install: list[str], backend: str, version: str) -> str:
-    """Why this install cannot be a contender here ("error: ..." for a version that does
-    not exist), from pip's dry run; "" when it can."""
+    """Why this install cannot be a contender here, from pip's dry run ("" when it can);
+    a version the package index does not have is a SpecError."""
     dry = subprocess.run([*install[:5], "--dry-run", "--report", "-", *install[5:]], capture_output=True,
                          text=True)
     if dry.returncode != 0:
         if "No matching distribution" in dry.stderr or "from versions:" in dry.stderr:
-            return (f"error: {backend} {version} is not on the package index "
-                    f"({dry.stderr.strip().splitlines()[-1][:200]}); name a version that exists")
+            raise SpecError(f"{backend} {version} is not on the package index "
+                            f"({dry.stderr.strip().splitlines()[-1][:200]}); name a version that exists")
         said = subprocess.run([*install[:4], "--dry-run", *install[5:]], capture_output=True, text=True)
         cause = [line.strip() for line in (said.stdout + said.stderr).splitlines() if " depends on " in line]
         return ("pip cannot install it beside the project's other pins ("

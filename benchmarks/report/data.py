@@ -43,6 +43,13 @@ def preset_info(name: str | None) -> tuple[dict | None, dict]:
     return spec.to_dict(), meta
 
 
+def framework_of(label: str) -> tuple[str, str]:
+    """A contender's label -> (backend, framework version or ""): `jax 0.10.1/tuned@before`
+    -> ("jax", "0.10.1") (benchmarks.campaign.driver.Contender names them so)."""
+    backend, _, version = label.split("/", 1)[0].split("@", 1)[0].partition(" ")
+    return backend, version.strip()
+
+
 def parse_time(text: Any) -> datetime:
     """An ISO timestamp or date as an aware UTC datetime (naive means UTC)."""
     value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))

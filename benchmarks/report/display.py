@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.report.data import threads_label
+from benchmarks.report.data import framework_of, threads_label
 from benchmarks.report.tables import AXIS_LABEL, campaign_ceiling, scaling_label
 
 DASH = "—"
@@ -290,8 +290,7 @@ def contender_name(row: pd.Series) -> str:
     checkout if another one): `JAX 0.10.1 `wavefront``."""
     label = row["contender"]
     checkout = label.split("@", 1)[1] if "@" in label else ""
-    first = label.split("/", 1)[0].split("@", 1)[0]
-    version = first.split(" ", 1)[1] if first.startswith(row["backend"] + " ") else ""
+    version = framework_of(label)[1]
     return (f"{FRAMEWORK.get(row['backend'], row['backend'])}" + (f" {version}" if version else "")
             + f" `{row['mode']}`" + (f"@{checkout}" if checkout else ""))
 

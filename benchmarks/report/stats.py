@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchmarks.report.data import framework_of
 from common.load import is_disturbed
 
 CONFIDENCE = 0.95
@@ -378,10 +379,9 @@ def _with_versions(out: pd.DataFrame, series: dict, min_effect: float) -> pd.Dat
         out[name] = None if name in ("version_base", "version_verdict") else math.nan
     same: dict[tuple[str, str], list[tuple[str, object]]] = {}
     for i, label in out["contender"].astype(str).items():
-        first, _, rest = label.partition("/")
-        backend, _, version = first.partition(" ")
+        backend, version = framework_of(label)
         if version and not out.at[i, "twin"]:
-            same.setdefault((backend, rest), []).append((version, i))
+            same.setdefault((backend, label.partition("/")[2]), []).append((version, i))
     for (backend, _), found in same.items():
         newest, j = max(found, key=lambda vi: _version_key(vi[0]))
         for _, i in found:

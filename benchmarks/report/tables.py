@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.report.data import MICRO, ROW_KEYS, pick_rows, preset_info
+from benchmarks.report.data import MICRO, ROW_KEYS, framework_of, pick_rows, preset_info
 from benchmarks.report.seeds import reproduces, seed_stats
 from benchmarks.report.stats import group_verdicts, half_width, round_rates
 from common.files import write_text
@@ -426,7 +426,7 @@ def track_speedups(rows: pd.DataFrame) -> dict[str, float]:
     those that ran both, ok."""
     ok = rows[rows["status"].eq("ok")]
     out = {}
-    framework = ok["contender"].astype(str).str.split("/").str[0].str.split("@").str[0]
+    framework = ok["contender"].astype(str).map(lambda c: " ".join(x for x in framework_of(c) if x))
     for backend, mine in ok.groupby(framework, sort=False):
         by_track = mine.groupby("track")["tok_s"].max()
         if {"tuned", "out-of-box"} <= set(by_track.index):
