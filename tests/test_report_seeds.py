@@ -67,3 +67,30 @@ def test_reproduction_says_k_of_s(runs):
     assert here.at["pytorch eager", "reproduces"] == "reproduces in 4 of 5 seeds"
     assert here.at["jax wavefront", "reproduces"] == "reproduces in 0 of 5 seeds"
     assert here.at["mxnet hybridized", "seeds"] == 5
+
+
+PTB = [(119.0, 118.8, 114.4), (121.0, 120.6, 116.0), (123.5, 123.4, 118.2)]  # (valid, stream, test) per seed
+
+
+def test_the_papers_table_gives_each_figure_over_seeds(tmp_path):
+    """ptb-small over three seeds: validation (both protocols) and test as median (range),
+    and the test figure's own count within the paper's 114.5 + 3% (117.9): 2 of 3. Seed 0
+    ran twice; only its latest run counts."""
+    from benchmarks.report import display
+    for day, seed, (valid, stream, test) in [(1, 0, (150.0, 150.0, 150.0)), *((2, k, v) for k, v in enumerate(PTB))]:
+        record = make_record("pytorch", "eager", preset="ptb-small", ppl_end=40.0, val=True,
+                             sets=(f"seed={seed}",), campaign="c-ptb", day=day)
+        record["epochs"][-1]["val_ppl"] = valid
+        record["summary"].update(final_val_ppl=valid, final_val_stream_ppl=stream, test_ppl=test)
+        record["seeds"] = {"index": seed, "count": 3}
+        append_record(tmp_path / "pytorch.jsonl", record)
+    table = reproduction_table(with_group_ids(load_runs(tmp_path)))
+    mine = table[table["preset"].eq("ptb-small")]
+    here = mine[mine["source"].eq("here")].iloc[0]
+    assert (here["seeds"], here["val_ppl"], here["val_ppl_min"], here["val_ppl_max"]) == (3, 121.0, 119.0, 123.5)
+    assert (here["val_stream_ppl"], here["test_ppl_min"], here["test_ppl_max"]) == (120.6, 114.4, 118.2)
+    assert here["test_reproduces"] == "2 of 3 seeds ≤ 117.9 (114.5 + 3%)"
+    shown = display.reproduction(mine).iloc[-1]
+    assert shown["valid ppl"] == "121.0 (119.0–123.5)" and shown["test ppl"] == "116.0 (114.4–118.2)"
+    assert shown["valid ppl (batch-1 stream)"] == "120.6 (118.8–123.4)"
+    assert display.reproduction(mine).iloc[0]["test ppl"] == "114.5"  # the paper's, as printed

@@ -145,17 +145,37 @@ def reproduction(table: pd.DataFrame) -> pd.DataFrame:
         "machine": table["machine"].map(text), "device here": table["device"].map(text),
         "epochs": both(table, "epochs_done", "epochs_planned", epochs),
         "ppl": both(table, "source", "ppl", lambda s, v: ppl(v) if s == "here" or _bad(v) else str(v)),
-        **({"seeds": table["seeds"].map(lambda n: DASH if _bad(n) else str(int(n))),
-            "ppl min–max": both(table, "ppl_min", "ppl_max", lambda lo, hi: DASH if _bad(lo) or _bad(hi)
-                                else f"{lo:.3f}–{hi:.3f}")}
+        **({"seeds": table["seeds"].map(lambda n: DASH if _bad(n) else str(int(n)))}
            if table["seeds"].fillna(1).gt(1).any() else {}),
-        **({"valid ppl": both(table, "source", "val_ppl", _printed)} if table["test_ppl"].notna().any() else {}),
-        **({"valid ppl (batch-1 stream)": table["val_stream_ppl"].map(ppl)}
+        **({"ppl min–max": both(table, "ppl_min", "ppl_max", lambda lo, hi: DASH if _bad(lo) or _bad(hi)
+                                else f"{lo:.3f}–{hi:.3f}")}
+           if table["seeds"].fillna(1).gt(1).any() and not _judged_on_validation(table) else {}),
+        **({"valid ppl": _with_range(table, "val_ppl")} if table["test_ppl"].notna().any() else {}),
+        **({"valid ppl (batch-1 stream)": _with_range(table, "val_stream_ppl")}
            if "val_stream_ppl" in table and table["val_stream_ppl"].notna().any() else {}),
-        **({"test ppl": both(table, "source", "test_ppl", _printed)} if table["test_ppl"].notna().any() else {}),
+        **({"test ppl": _with_range(table, "test_ppl")} if table["test_ppl"].notna().any() else {}),
         "tok/s": table["tok_s"].map(rate),
         "reproduces": table["reproduces"].map(text),
+        **({"test reproduces": table["test_reproduces"].map(text)}
+           if "test_reproduces" in table and table["test_reproduces"].notna().any() else {}),
     })
+
+
+def _judged_on_validation(table: pd.DataFrame) -> bool:
+    """True where the judged perplexity is validation with its own column (its range shown there)."""
+    return table["metric"].eq("val_ppl").all() and table["test_ppl"].notna().any()
+
+
+def _with_range(table: pd.DataFrame, column: str) -> list[str]:
+    """A perplexity column: the source's as printed; ours as the median, with the seeds'
+    range beside it where the row has several seeds."""
+    low, high = (table[f"{column}_{end}"] if f"{column}_{end}" in table else pd.Series(index=table.index, dtype=float)
+                 for end in ("min", "max"))
+    shown = []
+    for source, value, lo, hi in zip(table["source"], table[column], low, high, strict=True):
+        cell = _printed(source, value)
+        shown.append(cell if _bad(lo) or _bad(hi) or _bad(value) else f"{cell} ({ppl(lo)}–{ppl(hi)})")
+    return shown
 
 
 def time_to_quality(table: pd.DataFrame) -> pd.DataFrame:
