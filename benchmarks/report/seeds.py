@@ -65,12 +65,17 @@ def _seed_time(run: pd.Series, metric: str, target: float | None) -> float:
     return reached[1] if reached and run["status"] in ("ok", "interrupted") else math.inf
 
 
+def latest_per_seed(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The latest run of each seed per `keys`: a re-run seed counts once, as it last ran."""
+    return runs.sort_values("timestamp").groupby(keys + ["seed"], dropna=False).tail(1)
+
+
 def seed_stats(runs: pd.DataFrame, keys: list[str] = ROW_KEYS) -> pd.DataFrame:
     """One row per `keys` (a table-1 row): the SEEDS columns over its runs' distinct seeds
     (the latest run of each seed; perturbed-init runs are rows of their own)."""
     if runs.empty:
         return pd.DataFrame(columns=keys + SEEDS)
-    latest = runs.sort_values("timestamp").groupby(keys + ["seed"], dropna=False).tail(1)
+    latest = latest_per_seed(runs, keys)
     rows = []
     for key, group in latest.groupby(keys, dropna=False, sort=False):
         rows.append({**dict(zip(keys, key, strict=True)), **_summarise(group)})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.report.data import MICRO, ROW_KEYS, framework_of, pick_rows, preset_info
-from benchmarks.report.seeds import reproduces, seed_stats
+from benchmarks.report.seeds import latest_per_seed, reproduces, seed_stats
 from benchmarks.report.stats import group_verdicts, half_width, round_rates
 from common.files import write_text
 from common.metrics import reached_target, utilisation
@@ -160,7 +160,7 @@ def _over_seeds(stat: pd.Series, full: pd.DataFrame, keys: list[str], key: tuple
     """A full run's row of table 2 over its seeds (the latest run of each, as seed_stats):
     medians and ranges, `reproduces in k of S` and the test figure's own k of S."""
     runs = full[(full[keys] == pd.Series(key, index=keys)).all(axis=1)]
-    runs = runs.sort_values("timestamp").groupby("seed", dropna=False).tail(1)
+    runs = latest_per_seed(runs, keys)
     out = {"test_reproduces": within_test_limit(runs["final_test_ppl"], meta)}
     if stat["seeds"] < 2:
         return out
